@@ -1,0 +1,257 @@
+/*
+ * kiln — public C API.
+ *
+ * Every fallible call returns a kiln_status (KILN_OK == 0, errors negative).
+ * The detail text of the last failure is kept on the handle that failed
+ * (kiln_network_last_error) or, for calls that have no handle yet, in a
+ * thread-local buffer read with kiln_last_error(). The library never prints
+ * and never exits.
+ *
+ * Thread safety: a kiln_network may be read by several threads at once
+ * (kiln_reference_run only reads it); building or editing it needs one thread.
+ */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_VERSION_MAJOR 0
+#define KILN_VERSION_MINOR 1
+#define KILN_VERSION_PATCH 0
+#define KILN_MAX_DIMS 8
+
+/* One X-macro list gives the enum and kiln_status_str(). */
+#define KILN_STATUS_LIST(X)                                                   \
+    X(KILN_OK, 0, "ok")                                                       \
+    X(KILN_ERR_INVALID_ARG, -1, "invalid argument")                           \
+    X(KILN_ERR_OUT_OF_MEMORY, -2, "out of memory")                            \
+    X(KILN_ERR_IO, -3, "input/output error")                                  \
+    X(KILN_ERR_PARSE, -4, "malformed model file")                             \
+    X(KILN_ERR_UNSUPPORTED, -5, "unsupported")                                \
+    X(KILN_ERR_SHAPE, -6, "shape mismatch")                                   \
+    X(KILN_ERR_DTYPE, -7, "data type mismatch")                               \
+    X(KILN_ERR_NOT_FOUND, -8, "not found")                                    \
+    X(KILN_ERR_GRAPH, -9, "invalid graph")                                    \
+    X(KILN_ERR_LIMIT, -10, "size limit exceeded")                             \
+    X(KILN_ERR_BACKEND, -11, "backend failure")                               \
+    X(KILN_ERR_INTERNAL, -12, "internal error")
+
+typedef enum kiln_status {
+#define KILN_STATUS_ENUM(name, value, text) name = value,
+    KILN_STATUS_LIST(KILN_STATUS_ENUM)
+#undef KILN_STATUS_ENUM
+} kiln_status;
+
+/* A short fixed text for a status code; never NULL. */
+const char *kiln_status_str(kiln_status s);
+
+/* Text of the last failure on this thread (calls without a handle). */
+const char *kiln_last_error(void);
+
+/* Element types, numbered as ONNX's TensorProto.DataType. */
+typedef enum kiln_dtype {
+    KILN_DT_UNDEFINED = 0,
+    KILN_DT_FLOAT = 1,
+    KILN_DT_UINT8 = 2,
+    KILN_DT_INT8 = 3,
+    KILN_DT_UINT16 = 4,
+    KILN_DT_INT16 = 5,
+    KILN_DT_INT32 = 6,
+    KILN_DT_INT64 = 7,
+    KILN_DT_STRING = 8,
+    KILN_DT_BOOL = 9,
+    KILN_DT_FLOAT16 = 10,
+    KILN_DT_DOUBLE = 11,
+    KILN_DT_UINT32 = 12,
+    KILN_DT_UINT64 = 13,
+    KILN_DT_COMPLEX64 = 14,
+    KILN_DT_COMPLEX128 = 15,
+    KILN_DT_BFLOAT16 = 16
+} kiln_dtype;
+
+/* Name ("float32", "int64", ...) and element size in bytes (0 if unsupported). */
+const char *kiln_dtype_name(kiln_dtype dt);
+size_t kiln_dtype_size(kiln_dtype dt);
+
+/*
+ * A tensor in host memory with concrete dims. Used for run-time inputs and
+ * outputs of the reference backend and for test-data files. When the library
+ * fills one (outputs, file readers), it owns `data` until
+ * kiln_host_tensor_release(); when the caller fills one, the caller owns it.
+ */
+typedef struct kiln_host_tensor {
+    char name[256];
+    kiln_dtype dtype;
+    int rank;
+    int64_t dims[KILN_MAX_DIMS];
+    void *data;
+    size_t nbytes;
+} kiln_host_tensor;
+
+/* Frees data filled by the library and zeroes the struct. */
+void kiln_host_tensor_release(kiln_host_tensor *t);
+/* Number of elements (1 for rank 0). */
+int64_t kiln_host_tensor_numel(const kiln_host_tensor *t);
+
+/* Reads an ONNX TensorProto (.pb) or a NumPy .npy file into `out`. */
+kiln_status kiln_tensor_read_pb(const char *path, kiln_host_tensor *out);
+kiln_status kiln_tensor_read_npy(const char *path, kiln_host_tensor *out);
+/* Writes an .npy (format 1.0, C order, the tensor's dtype); no partial file on failure. */
+kiln_status kiln_tensor_write_npy(const char *path, const kiln_host_tensor *t);
+
+/* ---------------------------------------------------------------------------
+ * Network definition: a graph in kiln's IR. The ONNX importer builds it through
+ * these same calls; a C program can build one by hand.
+ * ------------------------------------------------------------------------ */
+typedef struct kiln_network kiln_network;
+
+kiln_status kiln_network_create(kiln_network **out);
+void kiln_network_free(kiln_network *net);
+const char *kiln_network_last_error(const kiln_network *net);
+
+/* Opset of the default ONNX domain that node semantics follow (default 21). */
+kiln_status kiln_network_set_opset(kiln_network *net, int64_t opset);
+int64_t kiln_network_opset(const kiln_network *net);
+
+/*
+ * A dimension given to add_input: >= 0 is fixed; KILN_DIM_SYMBOLIC means
+ * "named by sym_names[i]" (e.g. "height"); the network keeps it symbolic.
+ */
+#define KILN_DIM_SYMBOLIC (-1)
+
+kiln_status kiln_network_add_input(kiln_network *net, const char *name, kiln_dtype dt, int rank,
+                                   const int64_t *dims, const char *const *sym_names);
+/* Copies `data` (nbytes must equal numel * dtype size). */
+kiln_status kiln_network_add_constant(kiln_network *net, const char *name, kiln_dtype dt, int rank,
+                                      const int64_t *dims, const void *data, size_t nbytes);
+kiln_status kiln_network_mark_output(kiln_network *net, const char *name);
+
+/* Attribute value for kiln_network_add_node. */
+typedef enum kiln_attr_type {
+    KILN_ATTR_FLOAT = 1,
+    KILN_ATTR_INT = 2,
+    KILN_ATTR_STRING = 3,
+    KILN_ATTR_TENSOR = 4,
+    KILN_ATTR_FLOATS = 6,
+    KILN_ATTR_INTS = 7,
+    KILN_ATTR_STRINGS = 8
+} kiln_attr_type;
+
+typedef struct kiln_attr_value {
+    const char *name;
+    kiln_attr_type type;
+    int64_t i;
+    float f;
+    const char *s;              /* STRING: bytes, s_len long (may hold NULs) */
+    size_t s_len;
+    const int64_t *ints;        /* INTS */
+    const float *floats;        /* FLOATS */
+    const char *const *strings; /* STRINGS */
+    int64_t n;                  /* count for INTS/FLOATS/STRINGS */
+    const kiln_host_tensor *t;  /* TENSOR */
+} kiln_attr_value;
+
+/*
+ * Generic node: op_type in the default ONNX domain (domain NULL or "") or a
+ * custom domain. Inputs/outputs are tensor names; an empty name "" marks an
+ * omitted optional input. Attributes are copied. Fails with the node name and
+ * reason when the op is unknown or an attribute is wrong.
+ */
+kiln_status kiln_network_add_node(kiln_network *net, const char *node_name, const char *op_type,
+                                  const char *domain, int n_inputs, const char *const *inputs,
+                                  int n_outputs, const char *const *outputs, int n_attrs,
+                                  const kiln_attr_value *attrs);
+
+/* Convenience builders for common layers; each adds one node. */
+typedef enum kiln_activation {
+    KILN_ACT_RELU,
+    KILN_ACT_LEAKY_RELU, /* alpha */
+    KILN_ACT_SIGMOID,
+    KILN_ACT_TANH,
+    KILN_ACT_PRELU       /* slope tensor name in kiln_network_add_prelu */
+} kiln_activation;
+
+kiln_status kiln_network_add_conv(kiln_network *net, const char *name, const char *input,
+                                  const char *weight, const char *bias /* may be NULL */,
+                                  int kh, int kw, int stride, int pad, int dilation, int groups,
+                                  const char *output);
+kiln_status kiln_network_add_activation(kiln_network *net, const char *name, const char *input,
+                                        kiln_activation act, float alpha, const char *output);
+kiln_status kiln_network_add_prelu(kiln_network *net, const char *name, const char *input,
+                                   const char *slope, const char *output);
+kiln_status kiln_network_add_elementwise(kiln_network *net, const char *name, const char *op_type,
+                                         const char *a, const char *b, const char *output);
+kiln_status kiln_network_add_concat(kiln_network *net, const char *name, int n,
+                                    const char *const *inputs, int axis, const char *output);
+kiln_status kiln_network_add_pixel_shuffle(kiln_network *net, const char *name,
+                                           const char *input, int upscale, const char *output);
+kiln_status kiln_network_add_resize_nearest(kiln_network *net, const char *name,
+                                            const char *input, float scale, const char *output);
+
+/* Inspection. */
+int kiln_network_node_count(const kiln_network *net);
+const char *kiln_network_node_name(const kiln_network *net, int i);
+const char *kiln_network_node_op(const kiln_network *net, int i);
+const char *kiln_network_node_domain(const kiln_network *net, int i);
+int kiln_network_input_count(const kiln_network *net);
+int kiln_network_output_count(const kiln_network *net);
+const char *kiln_network_input_name(const kiln_network *net, int i);
+const char *kiln_network_output_name(const kiln_network *net, int i);
+/* Declared type and dims of graph input i; symbolic dims come back as KILN_DIM_SYMBOLIC. */
+kiln_status kiln_network_input_shape(const kiln_network *net, int i, kiln_dtype *dt, int *rank,
+                                     int64_t dims[KILN_MAX_DIMS]);
+/*
+ * Static shape inference (symbolic dims kept; shape computations on
+ * constants folded). Fails with the node and reason on inconsistent shapes.
+ */
+kiln_status kiln_network_infer_shapes(kiln_network *net);
+/*
+ * Writes a readable description of tensor `name`'s type and shape
+ * ("float32[1,3,height,width]") into buf. Shapes come from static inference.
+ */
+kiln_status kiln_network_describe_tensor(const kiln_network *net, const char *name, char *buf,
+                                         size_t len);
+
+/* ---------------------------------------------------------------------------
+ * ONNX import.
+ * ------------------------------------------------------------------------ */
+typedef struct kiln_onnx_options {
+    /* Largest model file accepted, bytes (0: default 4 GiB). */
+    uint64_t max_file_bytes;
+} kiln_onnx_options;
+
+/*
+ * Parses an ONNX model file (external data is read from beside it) into a new
+ * network. On failure *out is NULL and kiln_last_error() names the problem.
+ */
+kiln_status kiln_onnx_parse(const char *path, const kiln_onnx_options *opts, kiln_network **out);
+
+/* ---------------------------------------------------------------------------
+ * Reference (CPU) backend: the oracle every fast path is checked against.
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Runs the network on host tensors. inputs[i] are matched to graph inputs by
+ * name (or by position when name is empty). outputs must have room for
+ * kiln_network_output_count() entries; each is filled and owned by the caller
+ * afterwards (release with kiln_host_tensor_release).
+ */
+kiln_status kiln_reference_run(kiln_network *net, int n_inputs, const kiln_host_tensor *inputs,
+                               int n_outputs, kiln_host_tensor *outputs);
+
+/*
+ * Capability report: writes to `buf` one line per op type the CPU backend can
+ * not run ("OpType: N node(s): name1, name2, ..."), all of them at once.
+ * Returns the number of unsupported nodes.
+ */
+int kiln_network_unsupported_report(const kiln_network *net, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

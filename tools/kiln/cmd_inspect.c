@@ -1,0 +1,58 @@
+/* kiln inspect: what a model takes and gives, what it is made of, and what cannot run. */
+#include "cli.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct op_count {
+    const char *op;
+    int n;
+} op_count;
+
+static int by_count(const void *a, const void *b)
+{
+    const op_count *x = a, *y = b;
+    return x->n != y->n ? y->n - x->n : strcmp(x->op, y->op);
+}
+
+int kiln_cmd_inspect(int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') return cli_error("inspect: usage: kiln inspect MODEL");
+    kiln_network *net = NULL;
+    if (kiln_onnx_parse(argv[1], NULL, &net)) return cli_error("%s", kiln_last_error());
+    bool shapes_ok = kiln_network_infer_shapes(net) == KILN_OK;
+    printf("model: %s\nopset: %lld\nnodes: %d\n", argv[1], (long long)kiln_network_opset(net), kiln_network_node_count(net));
+    char buf[1024];
+    printf("inputs:\n");
+    for (int i = 0; i < kiln_network_input_count(net); i++) {
+        kiln_network_describe_tensor(net, kiln_network_input_name(net, i), buf, sizeof buf);
+        printf("  %s: %s\n", kiln_network_input_name(net, i), buf);
+    }
+    printf("outputs:\n");
+    for (int i = 0; i < kiln_network_output_count(net); i++) {
+        kiln_network_describe_tensor(net, kiln_network_output_name(net, i), buf, sizeof buf);
+        printf("  %s: %s\n", kiln_network_output_name(net, i), buf);
+    }
+    if (!shapes_ok) printf("shape inference: %s\n", kiln_network_last_error(net));
+    int n = kiln_network_node_count(net), n_ops = 0;
+    op_count *hist = calloc((size_t)n + 1, sizeof *hist);
+    for (int i = 0; hist && i < n; i++) {
+        const char *op = kiln_network_node_op(net, i);
+        int j = 0;
+        while (j < n_ops && strcmp(hist[j].op, op)) j++;
+        if (j == n_ops) hist[n_ops++].op = op;
+        hist[j].n++;
+    }
+    if (hist) qsort(hist, (size_t)n_ops, sizeof *hist, by_count);
+    printf("ops:\n");
+    for (int j = 0; j < n_ops; j++) printf("  %-24s %d\n", hist[j].op, hist[j].n);
+    free(hist);
+    static char report[65536];
+    int unsup = kiln_network_unsupported_report(net, report, sizeof report);
+    if (unsup > 0)
+        printf("cannot run on the cpu backend (%d node(s)):\n%s", unsup, report);
+    else
+        printf("capability: every node runs on the cpu backend\n");
+    kiln_network_free(net);
+    return 0;
+}
