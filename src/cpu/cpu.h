@@ -40,5 +40,7 @@ extern const kiln_cpu_kernel kiln__cpu_resize[];
 extern const kiln_cpu_kernel kiln__cpu_reduce[];
 extern const kiln_cpu_kernel kiln__cpu_norm[];
 extern const kiln_cpu_kernel kiln__cpu_sampling[];
+extern const kiln_cpu_kernel kiln__cpu_lrn[];
+extern const kiln_cpu_kernel kiln__cpu_indexing[];
 
 #endif

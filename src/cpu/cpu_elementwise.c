@@ -20,15 +20,19 @@
 #include <string.h>
 
 enum { BLOCK = 256, MAXIN = 3 };
+/* Threads pay off only on large tensors; PAR_CHUNK elements per work unit. */
+#define PAR_MIN ((int64_t)1 << 17)
+#define PAR_CHUNK ((int64_t)1 << 14)
 
 typedef enum cclass { C_F32, C_F64, C_I64, C_U64 } cclass;
 
 typedef enum ew_op {
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MOD, OP_FMOD, OP_MAX, OP_MIN,
-    OP_AND, OP_OR, OP_XOR,
+    OP_AND, OP_OR, OP_XOR, OP_SHL, OP_SHR,
     OP_EQ, OP_LT, OP_GT, OP_LE, OP_GE,
     OP_SQRT, OP_EXP, OP_LOG, OP_RECIP, OP_FLOOR, OP_CEIL, OP_ROUND, OP_ERF, OP_SIN, OP_COS,
-    OP_ABS, OP_NEG, OP_SIGN, OP_NOT
+    OP_TAN, OP_SINH, OP_COSH, OP_ASIN, OP_ACOS, OP_ATAN, OP_ASINH, OP_ACOSH, OP_ATANH,
+    OP_ABS, OP_NEG, OP_SIGN, OP_NOT, OP_BITNOT
 } ew_op;
 
 static cclass class_of(kiln_dtype dt)
@@ -331,6 +335,8 @@ static void bin_i64(ew_op op, const int64_t *a, int64_t sa, const int64_t *b, in
     case OP_AND: BIN_LOOP(x & y); break;
     case OP_OR: BIN_LOOP(x | y); break;
     case OP_XOR: BIN_LOOP(x ^ y); break;
+    case OP_SHL: BIN_LOOP(y < 0 || y > 63 ? 0 : WRAP_I((uint64_t)x << y)); break;
+    case OP_SHR: BIN_LOOP(y < 0 || y > 63 ? 0 : WRAP_I((uint64_t)x >> y)); break;
     default: break;
     }
 }
@@ -351,6 +357,8 @@ static void bin_u64(ew_op op, const uint64_t *a, int64_t sa, const uint64_t *b, 
     case OP_AND: BIN_LOOP(x & y); break;
     case OP_OR: BIN_LOOP(x | y); break;
     case OP_XOR: BIN_LOOP(x ^ y); break;
+    case OP_SHL: BIN_LOOP(y > 63 ? 0 : x << y); break;
+    case OP_SHR: BIN_LOOP(y > 63 ? 0 : x >> y); break;
     default: break;
     }
 }
@@ -449,6 +457,17 @@ static kiln_status bcast_init(bcast *it, const kiln_node *node, const kiln_shape
     return KILN_OK;
 }
 
+/* Per-input offsets of output row r (row-major over the outer axes). */
+static inline void bcast_offsets(const bcast *it, int64_t r, int64_t *off)
+{
+    for (int k = 0; k < it->nin; k++) off[k] = 0;
+    for (int d = it->orank - 1; d >= 0 && r; d--) {
+        int64_t i = r % it->dims[d];
+        r /= it->dims[d];
+        for (int k = 0; k < it->nin; k++) off[k] += i * it->st[k][d];
+    }
+}
+
 /* Advances the per-input offsets to the next output row. */
 static inline void bcast_next(const bcast *it, int64_t *idx, int64_t *off)
 {
@@ -519,11 +538,19 @@ static kiln_status run_binary(const kiln_node *node, ew_op op, const kiln_value 
     bcast it;
     kiln_status s = bcast_init(&it, node, &out->shape, 2, ins, err);
     if (s) return s;
-    int64_t idx[KILN_MAX_DIMS] = {0}, off[MAXIN] = {0};
-    for (int64_t r = 0; r < it.rows; r++) {
-        bin_row(&j, off[0], it.ist[0], off[1], it.ist[1], r * it.inner, it.inner);
-        bcast_next(&it, idx, off);
+    /* Work units are pieces of rows, so one long row (equal shapes) spreads over threads too. */
+    int64_t per_row = (it.inner + PAR_CHUNK - 1) / PAR_CHUNK, units = it.rows * per_row;
+    bool par = it.rows * it.inner >= PAR_MIN;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (par)
+#endif
+    for (int64_t u = 0; u < units; u++) {
+        int64_t r = u / per_row, c = (u % per_row) * PAR_CHUNK, off[MAXIN];
+        int64_t m = it.inner - c < PAR_CHUNK ? it.inner - c : PAR_CHUNK;
+        bcast_offsets(&it, r, off);
+        bin_row(&j, off[0] + c * it.ist[0], it.ist[0], off[1] + c * it.ist[1], it.ist[1], r * it.inner + c, m);
     }
+    (void)par;
     return KILN_OK;
 }
 
@@ -603,6 +630,16 @@ BINARY_KERNEL(run_less, OP_LT)
 BINARY_KERNEL(run_greater, OP_GT)
 BINARY_KERNEL(run_less_equal, OP_LE)
 BINARY_KERNEL(run_greater_equal, OP_GE)
+BINARY_KERNEL(run_bitwise_and, OP_AND)
+BINARY_KERNEL(run_bitwise_or, OP_OR)
+BINARY_KERNEL(run_bitwise_xor, OP_XOR)
+
+static kiln_status run_bitshift(const kiln_node *node, const void *params, const kiln_value *const *in,
+                                kiln_value *out, kiln_err *err)
+{
+    const char *dir = kiln__attr_string(node, "direction", "");
+    return binary(node, !strcmp(dir, "LEFT") ? OP_SHL : OP_SHR, in, out, err);
+}
 
 static kiln_status run_mod(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                            kiln_err *err)
@@ -684,6 +721,15 @@ static void un_f32(ew_op op, const float *a, float *o, int64_t n)
     case OP_ERF: UN_LOOP(erff(x));
     case OP_SIN: UN_LOOP(sinf(x));
     case OP_COS: UN_LOOP(cosf(x));
+    case OP_TAN: UN_LOOP(tanf(x));
+    case OP_SINH: UN_LOOP(sinhf(x));
+    case OP_COSH: UN_LOOP(coshf(x));
+    case OP_ASIN: UN_LOOP(asinf(x));
+    case OP_ACOS: UN_LOOP(acosf(x));
+    case OP_ATAN: UN_LOOP(atanf(x));
+    case OP_ASINH: UN_LOOP(asinhf(x));
+    case OP_ACOSH: UN_LOOP(acoshf(x));
+    case OP_ATANH: UN_LOOP(atanhf(x));
     case OP_ABS: UN_LOOP(fabsf(x));
     case OP_NEG: UN_LOOP(-x);
     case OP_SIGN: UN_LOOP(sign_f(x));
@@ -705,6 +751,15 @@ static void un_f64(ew_op op, const double *a, double *o, int64_t n)
     case OP_ERF: UN_LOOP(erf(x));
     case OP_SIN: UN_LOOP(sin(x));
     case OP_COS: UN_LOOP(cos(x));
+    case OP_TAN: UN_LOOP(tan(x));
+    case OP_SINH: UN_LOOP(sinh(x));
+    case OP_COSH: UN_LOOP(cosh(x));
+    case OP_ASIN: UN_LOOP(asin(x));
+    case OP_ACOS: UN_LOOP(acos(x));
+    case OP_ATAN: UN_LOOP(atan(x));
+    case OP_ASINH: UN_LOOP(asinh(x));
+    case OP_ACOSH: UN_LOOP(acosh(x));
+    case OP_ATANH: UN_LOOP(atanh(x));
     case OP_ABS: UN_LOOP(fabs(x));
     case OP_NEG: UN_LOOP(-x);
     case OP_SIGN: UN_LOOP(sign_d(x));
@@ -719,6 +774,7 @@ static void un_i64(ew_op op, const int64_t *a, int64_t *o, int64_t n)
     case OP_ABS: UN_LOOP(x < 0 ? WRAP_I(0 - (uint64_t)x) : x);
     case OP_NEG: UN_LOOP(WRAP_I(0 - (uint64_t)x));
     case OP_SIGN: UN_LOOP(x > 0 ? 1 : x < 0 ? -1 : 0);
+    case OP_BITNOT: UN_LOOP(~x);
     default: UN_LOOP(x); /* Floor/Ceil/Round of an integer is itself */
     }
 }
@@ -730,6 +786,7 @@ static void un_u64(ew_op op, const uint64_t *a, uint64_t *o, int64_t n)
     case OP_NEG: UN_LOOP(0 - x);
     case OP_SIGN: UN_LOOP(x > 0);
     case OP_NOT: UN_LOOP(!x);
+    case OP_BITNOT: UN_LOOP(~x);
     default: UN_LOOP(x);
     }
 }
@@ -746,8 +803,12 @@ static kiln_status unary(const kiln_node *node, ew_op op, const kiln_value *cons
     bool direct = x->dtype == native_of(c);
     int64_t n = kiln__value_numel(x);
     size_t es = kiln_dtype_size(x->dtype);
-    stage ib, ob;
+    bool par = n >= PAR_MIN;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (par)
+#endif
     for (int64_t k = 0; k < n; k += BLOCK) {
+        stage ib, ob;
         int64_t m = n - k < BLOCK ? n - k : BLOCK, st;
         const void *pa = fetch(c, x->dtype, x->data, k, 1, m, &ib, &st);
         void *po = direct ? (char *)out->data + (size_t)k * es : (void *)&ob;
@@ -759,6 +820,7 @@ static kiln_status unary(const kiln_node *node, ew_op op, const kiln_value *cons
         }
         if (!direct) put(c, out->dtype, out->data, k, m, &ob);
     }
+    (void)par;
     return KILN_OK;
 }
 
@@ -783,6 +845,52 @@ UNARY_KERNEL(run_abs, OP_ABS)
 UNARY_KERNEL(run_neg, OP_NEG)
 UNARY_KERNEL(run_sign, OP_SIGN)
 UNARY_KERNEL(run_not, OP_NOT)
+UNARY_KERNEL(run_tan, OP_TAN)
+UNARY_KERNEL(run_sinh, OP_SINH)
+UNARY_KERNEL(run_cosh, OP_COSH)
+UNARY_KERNEL(run_asin, OP_ASIN)
+UNARY_KERNEL(run_acos, OP_ACOS)
+UNARY_KERNEL(run_atan, OP_ATAN)
+UNARY_KERNEL(run_asinh, OP_ASINH)
+UNARY_KERNEL(run_acosh, OP_ACOSH)
+UNARY_KERNEL(run_atanh, OP_ATANH)
+UNARY_KERNEL(run_bitwise_not, OP_BITNOT)
+
+/* IsNaN / IsInf: float in, bool out. */
+static kiln_status run_predicate(const kiln_node *node, const kiln_value *const *in, kiln_value *out, bool nan,
+                                 kiln_err *err)
+{
+    kiln_status s = check_io(node, 1, in, out, err);
+    if (s) return s;
+    int64_t n = kiln__value_numel(in[0]);
+    if (out->dtype != KILN_DT_BOOL || n != kiln__value_numel(out))
+        return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): output does not match input", node->name,
+                          node->op_type);
+    bool neg = kiln__attr_int(node, "detect_negative", 1) != 0, pos = kiln__attr_int(node, "detect_positive", 1) != 0;
+    uint8_t *o = out->data;
+    stage buf;
+    for (int64_t k = 0; k < n; k += BLOCK) {
+        int64_t m = n - k < BLOCK ? n - k : BLOCK;
+        load_f64(in[0]->dtype, in[0]->data, k, 1, m, buf.d);
+        for (int64_t q = 0; q < m; q++) {
+            double x = buf.d[q];
+            o[k + q] = nan ? isnan(x) : ((pos && x == INFINITY) || (neg && x == -INFINITY));
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status run_isnan(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
+                             kiln_err *err)
+{
+    return run_predicate(node, in, out, true, err);
+}
+
+static kiln_status run_isinf(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
+                             kiln_err *err)
+{
+    return run_predicate(node, in, out, false, err);
+}
 
 /* ---- Cast / CastLike ---- */
 
@@ -813,6 +921,19 @@ static kiln_status run_cast(const kiln_node *node, const void *params, const kil
         }
         put(c, out->dtype, out->data, k, m, &buf);
     }
+    return KILN_OK;
+}
+
+/* BitCast between types of one element size: the bytes are kept. */
+static kiln_status run_bitcast(const kiln_node *node, const void *params, const kiln_value *const *in,
+                               kiln_value *out, kiln_err *err)
+{
+    kiln_status s = check_io(node, 1, in, out, err);
+    if (s) return s;
+    size_t n = (size_t)kiln__value_numel(in[0]) * kiln_dtype_size(in[0]->dtype);
+    if (n != (size_t)kiln__value_numel(out) * kiln_dtype_size(out->dtype))
+        return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (BitCast): output size differs from input", node->name);
+    memcpy(out->data, in[0]->data, n);
     return KILN_OK;
 }
 
@@ -892,6 +1013,23 @@ const kiln_cpu_kernel kiln__cpu_elementwise[] = {
     {"Neg", "", run_neg},
     {"Sign", "", run_sign},
     {"Not", "", run_not},
+    {"Tan", "", run_tan},
+    {"Sinh", "", run_sinh},
+    {"Cosh", "", run_cosh},
+    {"Asin", "", run_asin},
+    {"Acos", "", run_acos},
+    {"Atan", "", run_atan},
+    {"Asinh", "", run_asinh},
+    {"Acosh", "", run_acosh},
+    {"Atanh", "", run_atanh},
+    {"IsNaN", "", run_isnan},
+    {"IsInf", "", run_isinf},
+    {"BitShift", "", run_bitshift},
+    {"BitwiseAnd", "", run_bitwise_and},
+    {"BitwiseOr", "", run_bitwise_or},
+    {"BitwiseXor", "", run_bitwise_xor},
+    {"BitwiseNot", "", run_bitwise_not},
+    {"BitCast", "", run_bitcast},
     {"Where", "", run_where},
     {"Cast", "", run_cast},
     {"CastLike", "", run_castlike},

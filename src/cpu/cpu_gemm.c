@@ -22,6 +22,9 @@
 #define GEMM_MC 64
 #define GEMM_KC 256
 #define GEMM_NC 512
+/* Register tile of the micro kernel; MC and NC are multiples of it. */
+#define GEMM_MR 4
+#define GEMM_NR 8
 
 static int max_threads(void)
 {
@@ -90,36 +93,19 @@ bool kiln__dgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, do
 
 #else /* GEMM_T: the type-generic plain C part */
 
-/* C rows i0..i0+mb (already scaled by beta) += Ap (mb x kb, alpha folded in) * Bp (kb x nb). */
-static void GEMM_FN(block_kernel)(int64_t mb, int64_t nb, int64_t kb, const GEMM_T *restrict ap,
-                                  const GEMM_T *restrict bp, GEMM_T *restrict c, int64_t ldc)
+/*
+ * Register tile: acc (GEMM_MR x GEMM_NR) += A panel (kb x MR, packed) * B panel (kb x NR, packed).
+ * Fixed trip counts let the compiler keep the tile in vector registers.
+ */
+static void GEMM_FN(micro_kernel)(int64_t kb, const GEMM_T *restrict a, const GEMM_T *restrict b,
+                                  GEMM_T acc[GEMM_MR][GEMM_NR])
 {
-    int64_t i = 0;
-    /* Four rows of C per pass so each loaded row of B feeds four multiply-adds. */
-    for (; i + 4 <= mb; i += 4) {
-        GEMM_T *restrict c0 = c + i * ldc, *restrict c1 = c0 + ldc, *restrict c2 = c1 + ldc, *restrict c3 = c2 + ldc;
-        const GEMM_T *a0 = ap + i * kb, *a1 = a0 + kb, *a2 = a1 + kb, *a3 = a2 + kb;
-        for (int64_t p = 0; p < kb; p++) {
-            const GEMM_T *restrict brow = bp + p * nb;
-            GEMM_T v0 = a0[p], v1 = a1[p], v2 = a2[p], v3 = a3[p];
-            for (int64_t j = 0; j < nb; j++) {
-                GEMM_T bv = brow[j];
-                c0[j] += v0 * bv;
-                c1[j] += v1 * bv;
-                c2[j] += v2 * bv;
-                c3[j] += v3 * bv;
-            }
-        }
-    }
-    for (; i < mb; i++) {
-        GEMM_T *restrict c0 = c + i * ldc;
-        const GEMM_T *a0 = ap + i * kb;
-        for (int64_t p = 0; p < kb; p++) {
-            const GEMM_T *restrict brow = bp + p * nb;
-            GEMM_T v0 = a0[p];
-            for (int64_t j = 0; j < nb; j++) c0[j] += v0 * brow[j];
-        }
-    }
+    GEMM_T c[GEMM_MR][GEMM_NR];
+    memset(c, 0, sizeof c);
+    for (int64_t p = 0; p < kb; p++, a += GEMM_MR, b += GEMM_NR)
+        for (int r = 0; r < GEMM_MR; r++)
+            for (int j = 0; j < GEMM_NR; j++) c[r][j] += a[r] * b[j];
+    memcpy(acc, c, sizeof c);
 }
 
 static bool GEMM_FN(gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, GEMM_T alpha,
@@ -146,20 +132,41 @@ static bool GEMM_FN(gemm)(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
         int64_t nb = n - jc < GEMM_NC ? n - jc : GEMM_NC;
         for (int64_t pc = 0; pc < k; pc += GEMM_KC) {
             int64_t kb = k - pc < GEMM_KC ? k - pc : GEMM_KC;
-            for (int64_t p = 0; p < kb; p++)
-                for (int64_t j = 0; j < nb; j++)
-                    bp[p * nb + j] = trans_b ? b[(jc + j) * ldb + pc + p] : b[(pc + p) * ldb + jc + j];
+            /* B block in panels of NR columns, zero-padded: bp[panel][p][NR]. */
+            for (int64_t j0 = 0; j0 < nb; j0 += GEMM_NR) {
+                GEMM_T *dst = bp + j0 * kb;
+                for (int64_t p = 0; p < kb; p++)
+                    for (int64_t j = 0; j < GEMM_NR; j++) {
+                        int64_t col = jc + j0 + j, row = pc + p;
+                        *dst++ = j0 + j >= nb ? 0 : trans_b ? b[col * ldb + row] : b[row * ldb + col];
+                    }
+            }
             int64_t nblocks = (m + GEMM_MC - 1) / GEMM_MC;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (m * nb * kb > 32768)
+#pragma omp parallel for schedule(dynamic) if (m * nb * kb > 32768)
 #endif
             for (int64_t blk = 0; blk < nblocks; blk++) {
                 int64_t ic = blk * GEMM_MC, mb = m - ic < GEMM_MC ? m - ic : GEMM_MC;
                 GEMM_T *ap = ap_all + (size_t)thread_id() * GEMM_MC * GEMM_KC;
-                for (int64_t i = 0; i < mb; i++)
+                /* A block in panels of MR rows, alpha folded in: ap[panel][p][MR]. */
+                for (int64_t i0 = 0; i0 < mb; i0 += GEMM_MR) {
+                    GEMM_T *dst = ap + i0 * kb;
                     for (int64_t p = 0; p < kb; p++)
-                        ap[i * kb + p] = alpha * (trans_a ? a[(pc + p) * lda + ic + i] : a[(ic + i) * lda + pc + p]);
-                GEMM_FN(block_kernel)(mb, nb, kb, ap, bp, c + ic * ldc + jc, ldc);
+                        for (int64_t i = 0; i < GEMM_MR; i++) {
+                            int64_t row = ic + i0 + i, col = pc + p;
+                            *dst++ = i0 + i >= mb ? 0 : alpha * (trans_a ? a[col * lda + row] : a[row * lda + col]);
+                        }
+                }
+                for (int64_t i0 = 0; i0 < mb; i0 += GEMM_MR)
+                    for (int64_t j0 = 0; j0 < nb; j0 += GEMM_NR) {
+                        GEMM_T acc[GEMM_MR][GEMM_NR];
+                        GEMM_FN(micro_kernel)(kb, ap + i0 * kb, bp + j0 * kb, acc);
+                        int64_t mr = mb - i0 < GEMM_MR ? mb - i0 : GEMM_MR, nr = nb - j0 < GEMM_NR ? nb - j0 : GEMM_NR;
+                        for (int64_t i = 0; i < mr; i++) {
+                            GEMM_T *crow = c + (ic + i0 + i) * ldc + jc + j0;
+                            for (int64_t j = 0; j < nr; j++) crow[j] += acc[i][j];
+                        }
+                    }
             }
         }
     }

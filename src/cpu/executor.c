@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* One activation over this many bytes is refused (adversarial shapes). */
-#define MAX_TENSOR_BYTES ((size_t)16 << 30)
+#define MAX_TENSOR_BYTES ((size_t)8 << 30)
 
 static kiln_status alloc_outputs(const kiln_node *nd, kiln_value *out, kiln_err *err)
 {
@@ -33,6 +33,7 @@ static kiln_status alloc_outputs(const kiln_node *nd, kiln_value *out, kiln_err 
 
 static kiln_status run_node(const kiln_node *nd, const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
+    for (int j = 0; j < nd->n_out; j++) out[j].shape.rank = -1;
     const kiln_cpu_kernel *k = kiln__cpu_kernel_find(nd->domain, nd->op_type);
     if (!nd->schema || !k)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s': op %s%s%s is not supported by the cpu backend", nd->name,
@@ -177,6 +178,8 @@ kiln_status kiln_reference_run(kiln_network *net, int n_inputs, const kiln_host_
             break;
         }
         for (int j = 0; j < nd->n_in; j++) in[j] = nd->in[j] >= 0 ? &vals[nd->in[j]] : NULL;
+        /* out[] is reused across nodes: clear it so a node failing early frees nothing stale */
+        memset(out, 0, sizeof(kiln_value) * (size_t)nd->n_out);
         s = run_node(nd, in, out, &err);
         for (int j = 0; j < nd->n_out; j++) {
             int t = nd->out[j];

@@ -14,29 +14,36 @@ static int64_t floor_div(int64_t a, int64_t b)
     return q;
 }
 
-static bool overflow_guard(int64_t v) { return v > ((int64_t)1 << 48) || v < -((int64_t)1 << 48); }
+/* Symbolic coefficients stay far from int64 limits so later arithmetic cannot overflow. */
+#define DIM_LIMIT ((int64_t)1 << 48)
+static bool overflow_guard(int64_t v) { return v > DIM_LIMIT || v < -DIM_LIMIT; }
+
+/* a*b and a+b, false when the result leaves +-2^48 (a model declaring absurd dims) */
+static bool mul_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_mul_overflow(a, b, r) && !overflow_guard(*r); }
+static bool add_ok(int64_t a, int64_t b, int64_t *r) { return !__builtin_add_overflow(a, b, r) && !overflow_guard(*r); }
 
 kiln_dim kiln__dim_add(kiln_dim d, int64_t c)
 {
     if (d.sym == KILN_SYM_UNKNOWN) return d;
-    if (d.sym == KILN_SYM_CONST) return kiln__dim_const(d.add + c);
+    int64_t r, cd;
+    if (d.sym == KILN_SYM_CONST) return add_ok(d.add, c, &r) ? kiln__dim_const(r) : kiln__dim_unknown();
     /* floor(x/d) + c == floor((x + c*d)/d) */
-    int64_t nadd = d.add + c * d.div;
-    if (overflow_guard(nadd)) return kiln__dim_unknown();
-    d.add = nadd;
+    if (!mul_ok(c, d.div, &cd) || !add_ok(d.add, cd, &r)) return kiln__dim_unknown();
+    d.add = r;
     return d;
 }
 
 kiln_dim kiln__dim_mul(kiln_dim d, int64_t c)
 {
     if (d.sym == KILN_SYM_UNKNOWN) return d;
-    if (d.sym == KILN_SYM_CONST) return kiln__dim_const(d.add * c);
+    int64_t r, rm, ra;
+    if (d.sym == KILN_SYM_CONST) return mul_ok(d.add, c, &r) ? kiln__dim_const(r) : kiln__dim_unknown();
     if (c == 0) return kiln__dim_const(0);
     if (c < 0) return kiln__dim_unknown();
     if (d.div == 1 || (d.mul % d.div == 0 && d.add % d.div == 0)) {
         int64_t m = (d.div == 1) ? d.mul : d.mul / d.div, a = (d.div == 1) ? d.add : d.add / d.div;
-        if (overflow_guard(m * c) || overflow_guard(a * c)) return kiln__dim_unknown();
-        return (kiln_dim){d.sym, m * c, a * c, 1};
+        if (!mul_ok(m, c, &rm) || !mul_ok(a, c, &ra)) return kiln__dim_unknown();
+        return (kiln_dim){d.sym, rm, ra, 1};
     }
     return kiln__dim_unknown();
 }
@@ -46,12 +53,13 @@ kiln_dim kiln__dim_div(kiln_dim d, int64_t c)
     if (c <= 0 || d.sym == KILN_SYM_UNKNOWN) return c <= 0 ? kiln__dim_unknown() : d;
     if (d.sym == KILN_SYM_CONST) return kiln__dim_const(floor_div(d.add, c));
     /* floor(floor(x/a)/c) == floor(x/(a*c)) */
-    if (overflow_guard(d.div * c)) return kiln__dim_unknown();
-    d.div *= c;
-    /* keep the form small: divide out a common factor */
-    if (d.mul % d.div == 0 && d.add % d.div == 0) {
+    int64_t nd;
+    if (!mul_ok(d.div, c, &nd)) return kiln__dim_unknown();
+    d.div = nd;
+    /* when div divides mul, floor((m*S + a)/d) == (m/d)*S + floor(a/d): back to div 1 */
+    if (d.mul % d.div == 0) {
         d.mul /= d.div;
-        d.add /= d.div;
+        d.add = floor_div(d.add, d.div);
         d.div = 1;
     }
     return d;
@@ -59,10 +67,12 @@ kiln_dim kiln__dim_div(kiln_dim d, int64_t c)
 
 kiln_dim kiln__dim_add_dim(kiln_dim a, kiln_dim b)
 {
+    if (a.sym == KILN_SYM_UNKNOWN || b.sym == KILN_SYM_UNKNOWN) return kiln__dim_unknown();
     if (a.sym == KILN_SYM_CONST) return kiln__dim_add(b, a.add);
     if (b.sym == KILN_SYM_CONST) return kiln__dim_add(a, b.add);
-    if (a.sym == b.sym && a.sym >= 0 && a.div == 1 && b.div == 1)
-        return (kiln_dim){a.sym, a.mul + b.mul, a.add + b.add, 1};
+    int64_t m, c;
+    if (a.sym == b.sym && a.sym >= 0 && a.div == 1 && b.div == 1 && add_ok(a.mul, b.mul, &m) && add_ok(a.add, b.add, &c))
+        return (kiln_dim){a.sym, m, c, 1};
     return kiln__dim_unknown();
 }
 

@@ -194,6 +194,8 @@ extern const kiln_op_schema kiln__ops_resize[];
 extern const kiln_op_schema kiln__ops_reduce[];
 extern const kiln_op_schema kiln__ops_norm[];
 extern const kiln_op_schema kiln__ops_sampling[];
+extern const kiln_op_schema kiln__ops_lrn[];
+extern const kiln_op_schema kiln__ops_indexing[];
 
 /* Static shape inference over the whole graph, in topological order. */
 kiln_status kiln__net_infer_shapes(kiln_network *net, kiln_err *err);

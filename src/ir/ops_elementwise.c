@@ -20,7 +20,9 @@ typedef enum ew_kind {
     K_VARIADIC, /* Max/Min/Sum/Mean: 1..N inputs, broadcast */
     K_WHERE,
     K_CAST,
-    K_CASTLIKE
+    K_CASTLIKE,
+    K_PREDICATE, /* IsNaN/IsInf: float in, bool out */
+    K_BITCAST
 } ew_kind;
 
 #define BIT(t) (1u << (t))
@@ -72,6 +74,23 @@ static const ew_desc descs[] = {
     {"Neg", K_UNARY, T_NUM, false, 0},
     {"Sign", K_UNARY, T_NUM, false, 0},
     {"Not", K_UNARY, T_BOOL, false, 0},
+    {"Tan", K_UNARY, T_FLOATS, false, 0},
+    {"Sinh", K_UNARY, T_FLOATS, false, 0},
+    {"Cosh", K_UNARY, T_FLOATS, false, 0},
+    {"Asin", K_UNARY, T_FLOATS, false, 0},
+    {"Acos", K_UNARY, T_FLOATS, false, 0},
+    {"Atan", K_UNARY, T_FLOATS, false, 0},
+    {"Asinh", K_UNARY, T_FLOATS, false, 0},
+    {"Acosh", K_UNARY, T_FLOATS, false, 0},
+    {"Atanh", K_UNARY, T_FLOATS, false, 0},
+    {"IsNaN", K_PREDICATE, T_FLOATS, false, 0},
+    {"IsInf", K_PREDICATE, T_FLOATS, false, 0},
+    {"BitShift", K_BINARY, T_SINTS | T_UINTS, false, 0},
+    {"BitwiseAnd", K_BINARY, T_SINTS | T_UINTS, false, 0},
+    {"BitwiseOr", K_BINARY, T_SINTS | T_UINTS, false, 0},
+    {"BitwiseXor", K_BINARY, T_SINTS | T_UINTS, false, 0},
+    {"BitwiseNot", K_UNARY, T_SINTS | T_UINTS, false, 0},
+    {"BitCast", K_BITCAST, T_ALL, false, 0},
     {"Where", K_WHERE, T_ALL, false, 0},
     {"Cast", K_CAST, T_ALL, false, 0},
     {"CastLike", K_CASTLIKE, T_ALL, false, 0},
@@ -122,22 +141,33 @@ static kiln_status ew_parse(const kiln_node *node, void *params, kiln_err *err)
     if (!p->desc)
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': no elementwise op '%s'", node->name, node->op_type);
     kiln_status s;
-    if (p->desc->kind == K_CAST) {
+    if (p->desc->kind == K_CAST || p->desc->kind == K_BITCAST) {
         const kiln_attr *a = kiln__node_attr(node, "to");
-        if (!a) return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Cast): attribute 'to' is missing", node->name);
+        if (!a) return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): attribute 'to' is missing", node->name, node->op_type);
         if (a->type == KILN_ATTR_STRING) {
             p->to = dtype_from_name(a->s ? a->s : "");
             if (!p->to)
-                return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (Cast): target type '%s' is not supported",
-                                  node->name, a->s ? a->s : "");
+                return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): target type '%s' is not supported",
+                                  node->name, node->op_type, a->s ? a->s : "");
         } else if (a->type == KILN_ATTR_INT) {
             if (!dtype_ok(T_ALL, (kiln_dtype)(a->i > 0 && a->i < 32 ? a->i : 0)))
-                return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (Cast): target type %lld is not supported",
-                                  node->name, (long long)a->i);
+                return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): target type %lld is not supported",
+                                  node->name, node->op_type, (long long)a->i);
             p->to = (kiln_dtype)a->i;
         } else {
-            return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Cast): attribute 'to' must be INT", node->name);
+            return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): attribute 'to' must be INT", node->name,
+                              node->op_type);
         }
+    }
+    if (!strcmp(p->desc->name, "BitShift")) {
+        const char *dir = kiln__attr_string(node, "direction", "");
+        if (strcmp(dir, "LEFT") && strcmp(dir, "RIGHT"))
+            return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (BitShift): direction must be LEFT or RIGHT, got '%s'",
+                              node->name, dir);
+    }
+    if (!strcmp(p->desc->name, "IsInf")) {
+        if ((s = kiln__attr_expect(node, "detect_negative", KILN_ATTR_INT, err))) return s;
+        if ((s = kiln__attr_expect(node, "detect_positive", KILN_ATTR_INT, err))) return s;
     }
     if (!strcmp(p->desc->name, "Mod")) {
         if ((s = kiln__attr_expect(node, "fmod", KILN_ATTR_INT, err))) return s;
@@ -277,8 +307,8 @@ static kiln_dim sym_binop(int op, kiln_dim a, kiln_dim b)
         if (ca && cb) return __builtin_sub_overflow(a.add, b.add, &r) ? kiln__dim_unknown() : kiln__dim_const(r);
         if (cb) return b.add == INT64_MIN ? kiln__dim_unknown() : kiln__dim_add(a, -b.add);
         if (kiln__dim_equal(a, b)) return kiln__dim_const(0);
-        if (a.sym == b.sym && a.div == 1 && b.div == 1)
-            return (kiln_dim){a.mul - b.mul == 0 ? KILN_SYM_CONST : a.sym, a.mul - b.mul, a.add - b.add, 1};
+        if (a.sym == b.sym && a.div == 1 && b.div == 1 && a.mul >= b.mul)
+            return a.mul == b.mul ? kiln__dim_const(a.add - b.add) : (kiln_dim){a.sym, a.mul - b.mul, a.add - b.add, 1};
         return kiln__dim_unknown();
     case '*':
         if (ca && cb) return __builtin_mul_overflow(a.add, b.add, &r) ? kiln__dim_unknown() : kiln__dim_const(r);
@@ -320,8 +350,8 @@ static void propagate_symval(int op, int nin, const kiln_value *const *in, kiln_
         kiln_dim x[3];
         for (int i = 0; i < nin; i++) x[i] = v[i].v[v[i].n == 1 ? 0 : k];
         if (op == '?') {
-            if (!kiln__dim_is_const(x[0])) return;
-            r[k] = x[0].add ? x[1] : x[2];
+            if (kiln__dim_is_const(x[0])) r[k] = x[0].add ? x[1] : x[2];
+            else r[k] = kiln__dim_equal(x[1], x[2]) ? x[1] : kiln__dim_unknown();
         } else {
             r[k] = sym_binop(op, x[0], x[1]);
         }
@@ -387,6 +417,19 @@ static kiln_status ew_infer(const kiln_node *node, const void *params, const kil
                 memcpy(out[0].symval, v.v, sizeof(kiln_dim) * (size_t)v.n);
             }
         }
+        return KILN_OK;
+    case K_PREDICATE:
+        if ((s = check_dtype(node, d->types, in[0]->dtype, "input", err))) return s;
+        kiln__value_set_type(&out[0], KILN_DT_BOOL, &in[0]->shape);
+        return KILN_OK;
+    case K_BITCAST:
+        dt = in[0]->dtype;
+        if ((s = check_dtype(node, d->types, dt, "input", err))) return s;
+        /* Differing element sizes would reshape the last axis; no model needs it yet. */
+        if (dt != KILN_DT_UNDEFINED && kiln_dtype_size(dt) != kiln_dtype_size(p->to))
+            return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (BitCast): %s to %s changes the element size",
+                              node->name, dt_name(dt), dt_name(p->to));
+        kiln__value_set_type(&out[0], p->to, &in[0]->shape);
         return KILN_OK;
     case K_BINARY:
     case K_COMPARE:
@@ -476,6 +519,23 @@ const kiln_op_schema kiln__ops_elementwise[] = {
     UNARY("Neg", 1),
     UNARY("Sign", 9),
     UNARY("Not", 1),
+    UNARY("Tan", 7),
+    UNARY("Sinh", 9),
+    UNARY("Cosh", 9),
+    UNARY("Asin", 7),
+    UNARY("Acos", 7),
+    UNARY("Atan", 7),
+    UNARY("Asinh", 9),
+    UNARY("Acosh", 9),
+    UNARY("Atanh", 9),
+    UNARY("IsNaN", 9),
+    UNARY("IsInf", 10),
+    BINARY("BitShift", 11),
+    BINARY("BitwiseAnd", 18),
+    BINARY("BitwiseOr", 18),
+    BINARY("BitwiseXor", 18),
+    UNARY("BitwiseNot", 18),
+    UNARY("BitCast", 26),
     {"Where", "", 9, 3, 3, 1, 1, sizeof(ew_params), ew_parse, ew_infer},
     UNARY("Cast", 1),
     BINARY("CastLike", 15),

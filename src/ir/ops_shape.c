@@ -29,6 +29,13 @@ int64_t kiln__ops_const_len(const kiln_value *v);
 kiln_status kiln__ops_check_numel(const kiln_node *node, const kiln_shape *s, kiln_err *err);
 kiln_status kiln__ops_norm_axis(const kiln_node *node, int64_t axis, int rank, int64_t *out,
                                 kiln_err *err);
+kiln_dim kiln__ops_dim_add(kiln_dim d, int64_t c);
+kiln_dim kiln__ops_dim_mul(kiln_dim d, int64_t c);
+kiln_dim kiln__ops_dim_div(kiln_dim d, int64_t c);
+
+/* Shared with cpu_shape.c, which repeats these prototypes. */
+void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end);
+int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta);
 
 void kiln__ops_clear_symval(const kiln_node *node, kiln_value *out)
 {
@@ -92,6 +99,49 @@ int64_t kiln__ops_const_len(const kiln_value *v)
     return v->shape.d[0].add;
 }
 
+/*
+ * Dim arithmetic that cannot overflow, whatever dims a model declares: a
+ * constant result that would overflow, or a symbolic form with factors too
+ * large to combine safely, becomes unknown. Real run-time dims are far below
+ * these bounds, so run-time shapes stay exact.
+ */
+#define SYM_COEF_MAX ((int64_t)1 << 40)
+#define SYM_FACTOR_MAX ((int64_t)1 << 20)
+
+static bool sym_small(kiln_dim d)
+{
+    return d.sym >= 0 && d.mul > -SYM_COEF_MAX && d.mul < SYM_COEF_MAX && d.add > -SYM_COEF_MAX &&
+           d.add < SYM_COEF_MAX && d.div < SYM_FACTOR_MAX;
+}
+
+kiln_dim kiln__ops_dim_add(kiln_dim d, int64_t c)
+{
+    if (kiln__dim_is_const(d)) {
+        int64_t v;
+        return __builtin_add_overflow(d.add, c, &v) ? kiln__dim_unknown() : kiln__dim_const(v);
+    }
+    if (!sym_small(d) || c <= -SYM_COEF_MAX || c >= SYM_COEF_MAX) return kiln__dim_unknown();
+    return kiln__dim_add(d, c);
+}
+
+kiln_dim kiln__ops_dim_mul(kiln_dim d, int64_t c)
+{
+    if (kiln__dim_is_const(d)) {
+        int64_t v;
+        return __builtin_mul_overflow(d.add, c, &v) ? kiln__dim_unknown() : kiln__dim_const(v);
+    }
+    if (!sym_small(d) || c < 0 || c >= SYM_FACTOR_MAX) return kiln__dim_unknown();
+    return kiln__dim_mul(d, c);
+}
+
+kiln_dim kiln__ops_dim_div(kiln_dim d, int64_t c)
+{
+    if (c <= 0) return kiln__dim_unknown();
+    if (kiln__dim_is_const(d)) return kiln__dim_div(d, c);
+    if (!sym_small(d) || c >= SYM_FACTOR_MAX) return kiln__dim_unknown();
+    return kiln__dim_div(d, c);
+}
+
 /* Product of dims [from, to): constant, one symbol times a constant, or unknown. */
 static kiln_dim dims_product(const kiln_dim *d, int from, int to)
 {
@@ -110,7 +160,7 @@ static kiln_dim dims_product(const kiln_dim *d, int from, int to)
     }
     if (c == 0) return kiln__dim_const(0);
     if (n_sym == 0) return kiln__dim_const(c);
-    if (n_sym == 1) return kiln__dim_mul(sym, c);
+    if (n_sym == 1) return kiln__ops_dim_mul(sym, c);
     return kiln__dim_unknown();
 }
 
@@ -166,7 +216,6 @@ static kiln_status shape_parse(const kiln_node *node, void *params, kiln_err *er
 }
 
 /* [start, end) of the dims Shape reports, clamped as opset 15 says. */
-void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end);
 void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end)
 {
     int64_t s = kiln__attr_int(node, "start", 0);
@@ -375,7 +424,6 @@ static bool is_float_dtype(kiln_dtype dt)
 }
 
 /* Element count of Range for concrete start/limit/delta; fails on delta 0 or absurd counts. */
-int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta);
 int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta)
 {
     if (is_float_dtype(start->dtype)) {
@@ -444,7 +492,7 @@ static kiln_status range_infer(const kiln_node *node, const void *params,
                 s.d[0] = kiln__dim_const(span <= 0 ? 0 : (span + d - 1) / d);
             } else if (v[1].sym >= 0 && st0 > -((int64_t)1 << 40) && st0 < ((int64_t)1 << 40) &&
                        d < ((int64_t)1 << 40)) {
-                s.d[0] = kiln__dim_div(kiln__dim_add(v[1], d - 1 - st0), d);
+                s.d[0] = kiln__ops_dim_div(kiln__ops_dim_add(v[1], d - 1 - st0), d);
             }
         }
     }
@@ -560,7 +608,7 @@ static kiln_status reshape_infer(const kiln_node *node, const void *params,
                          node->name, (long long)fi.c, (long long)fo.c);
                 s.d[infer_at] = kiln__dim_const(fi.c / fo.c);
             } else if (fi.n == 1 && fo.n == 0 && fi.d[0].sym >= 0 && fo.c > 0 && fi.c % fo.c == 0) {
-                s.d[infer_at] = kiln__dim_mul(fi.d[0], fi.c / fo.c);
+                s.d[infer_at] = kiln__ops_dim_mul(fi.d[0], fi.c / fo.c);
             }
         } else if (fi.n == 0 && fo.n == 0 && fi.c != fo.c) {
             FAIL(KILN_ERR_SHAPE, "node '%s' (Reshape): input has %lld elements, shape asks for %lld",
@@ -604,12 +652,8 @@ static kiln_status flatten_infer(const kiln_node *node, const void *params,
 
 static kiln_status axes_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    kiln_status st = kiln__attr_expect(node, "axes", KILN_ATTR_INTS, err);
-    if (st) return st;
-    if (node->opset >= 13 && kiln__node_attr(node, "axes"))
-        FAIL(KILN_ERR_INVALID_ARG, "node '%s' (%s): 'axes' is an input from opset 13", node->name,
-             node->op_type);
-    return KILN_OK;
+    /* The attribute is also accepted past opset 13: some exporters still write it. */
+    return kiln__attr_expect(node, "axes", KILN_ATTR_INTS, err);
 }
 
 /* Axes from the attribute (before opset 13) or the second input. *known false when not known. */
@@ -666,7 +710,7 @@ static kiln_status squeeze_infer(const kiln_node *node, const void *params,
     } else if (r >= 0 && present) {
         bool drop[KILN_MAX_DIMS] = {false};
         for (int i = 0; i < n; i++) {
-            int64_t a;
+            int64_t a = 0;
             st = kiln__ops_norm_axis(node, axes[i], r, &a, err);
             if (st) return st;
             if (drop[a])
@@ -722,7 +766,7 @@ static kiln_status unsqueeze_infer(const kiln_node *node, const void *params,
         } else {
             bool ins[KILN_MAX_DIMS] = {false};
             for (int i = 0; i < n; i++) {
-                int64_t a;
+                int64_t a = 0;
                 st = kiln__ops_norm_axis(node, axes[i], orank, &a, err);
                 if (st) return st;
                 if (ins[a])
@@ -770,12 +814,11 @@ static kiln_status expand_infer(const kiln_node *node, const void *params,
                 if (kiln__dim_is_const(b) && b.add < 0)
                     FAIL(KILN_ERR_SHAPE, "node '%s' (Expand): shape[%d] is %lld", node->name, wi,
                          (long long)b.add);
-            } else if (!(kiln__dim_is_const(a) && a.add == 1)) {
-                /* The shape entry must be 1 or equal to a dim that is not 1. */
-                b = a;
             }
             bool ok;
             s.d[i] = kiln__dim_broadcast(a, b, &ok);
+            /* An unknown entry must be 1 or equal to a dim that is not 1. */
+            if (b.sym == KILN_SYM_UNKNOWN && !(kiln__dim_is_const(a) && a.add == 1)) s.d[i] = a;
             if (!ok)
                 FAIL(KILN_ERR_SHAPE, "node '%s' (Expand): input dim %d (%lld) does not broadcast to %lld",
                      node->name, xi, (long long)a.add, (long long)b.add);
@@ -819,8 +862,6 @@ static kiln_status eyelike_infer(const kiln_node *node, const void *params,
 }
 
 /* ---- table ---------------------------------------------------------------- */
-
-#define MANY 65535
 
 const kiln_op_schema kiln__ops_shape[] = {
     {"Shape", "", 1, 1, 1, 1, 1, 0, shape_parse, shape_infer},

@@ -658,9 +658,11 @@ static kiln_status collect_names(importer *im, const Kiln__Onnx__GraphProto *g)
 static kiln_status import_model(importer *im)
 {
     const Kiln__Onnx__ModelProto *m = im->model;
-    if (!m->has_ir_version || m->ir_version < 1 || m->ir_version > MAX_IR_VERSION)
-        return kiln__fail(&im->err, KILN_ERR_PARSE, "'%s' is not a valid ONNX model: ir_version %s%lld", im->path,
-                          m->has_ir_version ? "" : "missing, ", (long long)m->ir_version);
+    if (!m->has_ir_version)
+        return kiln__fail(&im->err, KILN_ERR_PARSE, "'%s' is not a valid ONNX model: it has no ir_version", im->path);
+    if (m->ir_version < 1 || m->ir_version > MAX_IR_VERSION)
+        return kiln__fail(&im->err, KILN_ERR_PARSE, "'%s' is not a valid ONNX model: ir_version %lld is not 1..%d",
+                          im->path, (long long)m->ir_version, MAX_IR_VERSION);
     const Kiln__Onnx__GraphProto *g = m->graph;
     if (!g) return kiln__fail(&im->err, KILN_ERR_PARSE, "'%s' is not a valid ONNX model: it has no graph", im->path);
     kiln_status st = import_opset(im);

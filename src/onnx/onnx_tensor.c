@@ -224,6 +224,7 @@ static size_t field_count(const Kiln__Onnx__TensorProto *tp, typed_field f)
 
 static void copy_typed(const Kiln__Onnx__TensorProto *tp, kiln_dtype dt, uint8_t *dst, size_t n)
 {
+    if (n == 0) return; /* the field's array may be NULL */
     switch (dt) {
     case KILN_DT_FLOAT: memcpy(dst, tp->float_data, n * sizeof(float)); return;
     case KILN_DT_INT64: memcpy(dst, tp->int64_data, n * sizeof(int64_t)); return;

@@ -1,5 +1,6 @@
 /* kiln inspect: what a model takes and gives, what it is made of, and what cannot run. */
 #include "cli.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,0 +1,6 @@
+/* CPU reference kernels of the lrn family. */
+#include "cpu.h"
+
+const kiln_cpu_kernel kiln__cpu_lrn[] = {
+    {0},
+};
