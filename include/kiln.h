@@ -251,6 +251,80 @@ kiln_status kiln_reference_run(kiln_network *net, int n_inputs, const kiln_host_
  */
 int kiln_network_unsupported_report(const kiln_network *net, char *buf, size_t len);
 
+
+/* ---------------------------------------------------------------------------
+ * Engine builder (GPU). A build optimizes a network for one GPU: constant
+ * folding, dead-node removal, BatchNormalization folded into Conv, bias and
+ * activation fused into the conv, precision per layer, tactic timing, memory
+ * planning. The result is an engine that can be saved, loaded and run.
+ * ------------------------------------------------------------------------ */
+typedef enum kiln_precision {
+    KILN_PREC_FP32 = 0, /* strict float32: no TF32 */
+    KILN_PREC_TF32 = 1, /* float32 storage, TF32 tensor-core math (default, as TensorRT) */
+    KILN_PREC_FP16 = 2  /* float16 storage and math, fp32 accumulation; fp32 where range needs it */
+} kiln_precision;
+
+typedef struct kiln_builder_config kiln_builder_config;
+typedef struct kiln_engine kiln_engine;
+typedef struct kiln_context kiln_context;
+
+kiln_status kiln_builder_config_create(kiln_builder_config **out);
+void kiln_builder_config_free(kiln_builder_config *cfg);
+kiln_status kiln_builder_config_set_precision(kiln_builder_config *cfg, kiln_precision p);
+/* Pins one layer (ONNX node name) to a precision, like trtexec's --layerPrecisions. */
+kiln_status kiln_builder_config_set_layer_precision(kiln_builder_config *cfg, const char *node,
+                                                    kiln_precision p);
+/* Shape range for a dynamic input; min <= opt <= max elementwise, same rank as the input. */
+kiln_status kiln_builder_config_set_shape_range(kiln_builder_config *cfg, const char *input, int rank,
+                                                const int64_t *min, const int64_t *opt,
+                                                const int64_t *max);
+/* Timing cache file: read before the build if it exists, written after. NULL: none. */
+kiln_status kiln_builder_config_set_timing_cache(kiln_builder_config *cfg, const char *path);
+/* Writes the graph after the named pass as ONNX-like text into dir (debugging). */
+kiln_status kiln_builder_config_set_verbose(kiln_builder_config *cfg, int verbose);
+const char *kiln_builder_config_last_error(const kiln_builder_config *cfg);
+
+/* Builds an engine for GPU 0. The network is not modified. Warnings (nodes
+ * that run on the CPU, precision fallbacks) go to the log callback if set. */
+kiln_status kiln_build(const kiln_network *net, const kiln_builder_config *cfg, kiln_engine **out);
+kiln_status kiln_engine_save(const kiln_engine *eng, const char *path);
+/* Loads an engine file; a file built for another GPU, library version or a
+ * damaged file fails naming the field and both values. */
+kiln_status kiln_engine_load(const char *path, kiln_engine **out);
+void kiln_engine_free(kiln_engine *eng);
+/* Human-readable summary: header, layers, tactics, precisions, memory plan. */
+kiln_status kiln_engine_describe(const kiln_engine *eng, char **text /* free() it */);
+int kiln_engine_io_count(const kiln_engine *eng);
+const char *kiln_engine_io_name(const kiln_engine *eng, int i);
+int kiln_engine_io_is_input(const kiln_engine *eng, int i);
+
+/*
+ * Execution context: per-run state (activation memory, shapes, CUDA graph).
+ * Several contexts share one engine's weights. A context is used by one
+ * thread at a time; distinct contexts may run concurrently on distinct streams.
+ */
+kiln_status kiln_context_create(kiln_engine *eng, kiln_context **out);
+void kiln_context_free(kiln_context *ctx);
+const char *kiln_context_last_error(const kiln_context *ctx);
+kiln_status kiln_context_set_input_shape(kiln_context *ctx, const char *name, int rank,
+                                         const int64_t *dims);
+/* Output shape for the current input shapes. */
+kiln_status kiln_context_get_shape(kiln_context *ctx, const char *name, int *rank, int64_t *dims);
+/* Element type of a binding (graph inputs/outputs keep the model's dtype). */
+kiln_dtype kiln_context_get_dtype(kiln_context *ctx, const char *name);
+/* Device pointer for an input or output (no copies are made). */
+kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const char *name, void *device_ptr);
+/* Enqueues one inference on a cudaStream_t (passed as void*); asynchronous.
+ * Replays a captured CUDA graph while shapes and addresses stay the same. */
+kiln_status kiln_context_enqueue(kiln_context *ctx, void *cuda_stream);
+/* Per-layer times of the last enqueue with profiling on (ms), by layer name. */
+kiln_status kiln_context_set_profiling(kiln_context *ctx, int on);
+int kiln_context_profile_count(const kiln_context *ctx);
+kiln_status kiln_context_profile_get(const kiln_context *ctx, int i, const char **layer, double *ms);
+
+/* 1 when a CUDA device can be used; otherwise 0 and the reason in *why. */
+int kiln_cuda_available(const char **why);
+
 #ifdef __cplusplus
 }
 #endif

@@ -234,6 +234,17 @@ kiln_status kiln_tensor_read_npy(const char *path, kiln_host_tensor *out)
         st = kiln__fail(&err, KILN_ERR_UNSUPPORTED, "unsupported: '%s' is stored in Fortran order", path);
         goto fail;
     }
+    /* The non-zero dims' product must fit int64 even when another dim is 0 (an empty tensor of
+     * shape (0, 2**62, 2**62) would overflow every later numel computation). */
+    int64_t nz = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] == 0) continue;
+        if (nz > INT64_MAX / dims[i]) {
+            st = kiln__fail(&err, KILN_ERR_LIMIT, "'%s': .npy shape is too large (element count overflows)", path);
+            goto fail;
+        }
+        nz *= dims[i];
+    }
     size_t esize = kiln_dtype_size(dt), nbytes = esize;
     for (int i = 0; i < rank; i++)
         if ((uint64_t)dims[i] > SIZE_MAX || kiln__mul_overflow(nbytes, (size_t)dims[i], &nbytes)) {

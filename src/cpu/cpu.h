@@ -25,6 +25,9 @@ typedef struct kiln_cpu_kernel {
 
 const kiln_cpu_kernel *kiln__cpu_kernel_find(const char *domain, const char *op_type);
 
+/* Runs one node: infer, allocate out[i].data (zeroed), kernel. out[] must be zeroed. */
+kiln_status kiln__cpu_run_node(const kiln_node *node, const kiln_value *const *in, kiln_value *out, kiln_err *err);
+
 /* Static shape inference that also folds nodes whose inputs are all constant. */
 kiln_status kiln__cpu_infer_and_fold(kiln_network *net, kiln_err *err);
 
@@ -42,5 +45,6 @@ extern const kiln_cpu_kernel kiln__cpu_norm[];
 extern const kiln_cpu_kernel kiln__cpu_sampling[];
 extern const kiln_cpu_kernel kiln__cpu_lrn[];
 extern const kiln_cpu_kernel kiln__cpu_indexing[];
+extern const kiln_cpu_kernel kiln__cpu_fused[];
 
 #endif

@@ -7,37 +7,16 @@
  * computed exactly in their own type. Softmax, LogSoftmax and Hardmax work on
  * rows along an axis, accumulating in double.
  *
- * Attributes are read from the node with the same defaults the schema
- * documents; the schema already checked their types and values, and infer()
- * checked dtypes and shapes before any kernel runs.
+ * Settings come from the parsed kiln_act_params (defaults and opset rules
+ * applied by the schema); infer() checked dtypes and shapes before any kernel
+ * runs.
  */
 #include "cpu.h"
-#include <float.h>
+#include "../ir/ops_activation.h"
+#include "../ir/ops_util.h"
 #include <stdlib.h>
 #include <string.h>
 #include <tgmath.h>
-
-typedef struct act_attrs {
-    double alpha, beta, gamma, lambd, bias;
-    bool gelu_tanh;
-} act_attrs;
-
-static act_attrs read_attrs(const kiln_node *node, double alpha_def, double beta_def)
-{
-    act_attrs a;
-    a.alpha = kiln__attr_float(node, "alpha", (float)alpha_def);
-    a.beta = kiln__attr_float(node, "beta", (float)beta_def);
-    a.gamma = kiln__attr_float(node, "gamma", 1.05070102214813232421875f);
-    a.lambd = kiln__attr_float(node, "lambd", 0.5f);
-    a.bias = kiln__attr_float(node, "bias", 0.0f);
-    a.gelu_tanh = !strcmp(kiln__attr_string(node, "approximate", "none"), "tanh");
-    return a;
-}
-
-static bool is_float_dt(kiln_dtype dt)
-{
-    return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16 || dt == KILN_DT_BFLOAT16 || dt == KILN_DT_DOUBLE;
-}
 
 static kiln_status check_io(const kiln_node *node, const kiln_value *x, const kiln_value *y, kiln_err *err)
 {
@@ -54,13 +33,13 @@ static kiln_status check_io(const kiln_node *node, const kiln_value *x, const ki
 /* ---- pointwise formulas, each instantiated for float and double ---- */
 
 #define ACT(name, body)                                                    \
-    static float name##_f(float x, const act_attrs *a)                     \
+    static float name##_f(float x, const kiln_act_params *a)                     \
     {                                                                      \
         typedef float T;                                                   \
         (void)sizeof(T);                                                   \
         body                                                               \
     }                                                                      \
-    static double name##_d(double x, const act_attrs *a)                   \
+    static double name##_d(double x, const kiln_act_params *a)                   \
     {                                                                      \
         typedef double T;                                                  \
         (void)sizeof(T);                                                   \
@@ -94,11 +73,11 @@ ACT(shrink, if (x < -(T)a->lambd) return x + (T)a->bias;
     if (x > (T)a->lambd) return x - (T)a->bias;
     return (T)0;)
 
-typedef float (*fn_f)(float, const act_attrs *);
-typedef double (*fn_d)(double, const act_attrs *);
+typedef float (*fn_f)(float, const kiln_act_params *);
+typedef double (*fn_d)(double, const kiln_act_params *);
 
 /* Applies f to every element of a floating-point tensor. */
-static void map_float(const kiln_value *x, kiln_value *y, fn_f f, fn_d d, const act_attrs *a)
+static void map_float(const kiln_value *x, kiln_value *y, fn_f f, fn_d d, const kiln_act_params *a)
 {
     int64_t n = kiln__value_numel(x);
     switch (x->dtype) {
@@ -130,39 +109,38 @@ static void map_float(const kiln_value *x, kiln_value *y, fn_f f, fn_d d, const 
     }
 }
 
-static kiln_status run_pointwise(const kiln_node *node, const kiln_value *const *in, kiln_value *out, fn_f f,
-                                 fn_d d, act_attrs a, kiln_err *err)
+static kiln_status run_pointwise(const kiln_node *node, const kiln_act_params *a, const kiln_value *const *in,
+                                 kiln_value *out, fn_f f, fn_d d, kiln_err *err)
 {
     kiln_status s = check_io(node, in[0], &out[0], err);
     if (s) return s;
-    if (!is_float_dt(in[0]->dtype))
+    if (!kiln__dtype_is_float(in[0]->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input type %s is not supported", node->name,
                           node->op_type, kiln_dtype_name(in[0]->dtype));
-    map_float(in[0], &out[0], f, d, &a);
+    map_float(in[0], &out[0], f, d, a);
     return KILN_OK;
 }
 
-#define POINTWISE_KERNEL(kname, fname, alpha_def, beta_def)                                            \
+#define POINTWISE_KERNEL(kname, fname)                                                                 \
     static kiln_status kname(const kiln_node *node, const void *params, const kiln_value *const *in,   \
                              kiln_value *out, kiln_err *err)                                           \
     {                                                                                                  \
-        return run_pointwise(node, in, out, fname##_f, fname##_d, read_attrs(node, alpha_def, beta_def), \
-                             err);                                                                     \
+        return run_pointwise(node, params, in, out, fname##_f, fname##_d, err);                        \
     }
 
-POINTWISE_KERNEL(run_leaky_relu, leaky_relu, 0.01, 0)
-POINTWISE_KERNEL(run_sigmoid, sigmoid, 0, 0)
-POINTWISE_KERNEL(run_tanh, tanh_act, 0, 0)
-POINTWISE_KERNEL(run_elu, elu, 1.0, 0)
-POINTWISE_KERNEL(run_selu, selu, 1.67326319217681884765625, 0)
-POINTWISE_KERNEL(run_celu, celu, 1.0, 0)
-POINTWISE_KERNEL(run_hard_sigmoid, hard_sigmoid, 0.2, 0.5)
-POINTWISE_KERNEL(run_hard_swish, hard_swish, 0, 0)
-POINTWISE_KERNEL(run_softplus, softplus, 0, 0)
-POINTWISE_KERNEL(run_softsign, softsign, 0, 0)
-POINTWISE_KERNEL(run_gelu, gelu, 0, 0)
-POINTWISE_KERNEL(run_mish, mish, 0, 0)
-POINTWISE_KERNEL(run_thresholded_relu, thresholded_relu, 1.0, 0)
+POINTWISE_KERNEL(run_leaky_relu, leaky_relu)
+POINTWISE_KERNEL(run_sigmoid, sigmoid)
+POINTWISE_KERNEL(run_tanh, tanh_act)
+POINTWISE_KERNEL(run_elu, elu)
+POINTWISE_KERNEL(run_selu, selu)
+POINTWISE_KERNEL(run_celu, celu)
+POINTWISE_KERNEL(run_hard_sigmoid, hard_sigmoid)
+POINTWISE_KERNEL(run_hard_swish, hard_swish)
+POINTWISE_KERNEL(run_softplus, softplus)
+POINTWISE_KERNEL(run_softsign, softsign)
+POINTWISE_KERNEL(run_gelu, gelu)
+POINTWISE_KERNEL(run_mish, mish)
+POINTWISE_KERNEL(run_thresholded_relu, thresholded_relu)
 
 /* ---- integer helpers: exact per-dtype loops ---- */
 
@@ -196,7 +174,7 @@ static kiln_status run_relu(const kiln_node *node, const void *params, const kil
         }
         return KILN_OK;
     }
-    return run_pointwise(node, in, out, relu_f, relu_d, read_attrs(node, 0, 0), err);
+    return run_pointwise(node, params, in, out, relu_f, relu_d, err);
 }
 
 static kiln_status run_shrink(const kiln_node *node, const void *params, const kiln_value *const *in,
@@ -204,20 +182,20 @@ static kiln_status run_shrink(const kiln_node *node, const void *params, const k
 {
     kiln_status s = check_io(node, in[0], &out[0], err);
     if (s) return s;
-    act_attrs a = read_attrs(node, 0, 0);
+    const kiln_act_params *a = params;
     bool sg;
     if (int_class(in[0]->dtype, &sg)) {
         /* Integer Shrink: compare and shift in double, store back with the dtype's truncation. */
         int64_t n = kiln__value_numel(in[0]);
         for (int64_t i = 0; i < n; i++) {
             double v = sg ? (double)kiln__value_get_i64(in[0], i) : (double)get_u64(in[0], i);
-            double r = shrink_d(v, &a);
+            double r = shrink_d(v, a);
             if (sg || r >= 0) kiln__value_set_f64(&out[0], i, r);
             else kiln__value_set_i64(&out[0], i, (int64_t)r); /* wraps like numpy's cast */
         }
         return KILN_OK;
     }
-    return run_pointwise(node, in, out, shrink_f, shrink_d, a, err);
+    return run_pointwise(node, a, in, out, shrink_f, shrink_d, err);
 }
 
 /* ---- Clip ---- */
@@ -259,14 +237,15 @@ static kiln_status run_clip(const kiln_node *node, const void *params, const kil
     case KILN_DT_UINT64: CLIP_INT(uint64_t, 0, UINT64_MAX); return KILN_OK;
     default: break;
     }
-    if (!is_float_dt(in[0]->dtype))
+    if (!kiln__dtype_is_float(in[0]->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (Clip): input type %s is not supported", node->name,
                           kiln_dtype_name(in[0]->dtype));
     /* Before opset 11 the bounds are attributes, with the float range as default. */
+    const kiln_act_params *p = params;
     double lo = -INFINITY, hi = INFINITY;
-    if (node->opset < 11) {
-        lo = kiln__attr_float(node, "min", -FLT_MAX);
-        hi = kiln__attr_float(node, "max", FLT_MAX);
+    if (p->clip_attrs) {
+        lo = p->clip_min;
+        hi = p->clip_max;
     } else {
         if (in_lo) lo = kiln__value_get_f64(in_lo, 0);
         if (in_hi) hi = kiln__value_get_f64(in_hi, 0);
@@ -308,8 +287,7 @@ static kiln_status run_prelu(const kiln_node *node, const void *params, const ki
     /* Slope dims aligned to X's: trailing, or along axis 1 for the pre-opset-7 per-channel form. */
     int64_t sdim[KILN_MAX_DIMS];
     for (int i = 0; i < r; i++) sdim[i] = 1;
-    if (node->opset < 7 && r >= 2 && sl->shape.rank == 1 && sl->shape.d[0].add != 1 &&
-        sl->shape.d[0].add == x->shape.d[1].add) {
+    if (kiln__prelu_slope_on_channels(params, &x->shape, &sl->shape)) {
         sdim[1] = sl->shape.d[0].add;
     } else {
         int off = r - sl->shape.rank;
@@ -373,17 +351,17 @@ static kiln_status run_prelu(const kiln_node *node, const void *params, const ki
 
 typedef enum row_op { ROW_SOFTMAX, ROW_LOGSOFTMAX, ROW_HARDMAX } row_op;
 
-static kiln_status run_rows(const kiln_node *node, const kiln_value *const *in, kiln_value *out, row_op op,
-                            kiln_err *err)
+static kiln_status run_rows(const kiln_node *node, const kiln_act_params *p, const kiln_value *const *in,
+                            kiln_value *out, row_op op, kiln_err *err)
 {
     kiln_status s = check_io(node, in[0], &out[0], err);
     if (s) return s;
     const kiln_value *x = in[0];
-    if (!is_float_dt(x->dtype))
+    if (!kiln__dtype_is_float(x->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input type %s is not supported", node->name,
                           node->op_type, kiln_dtype_name(x->dtype));
     int r = x->shape.rank;
-    int64_t axis = kiln__attr_int(node, "axis", node->opset < 13 ? 1 : -1);
+    int64_t axis = p->axis;
     if (axis < 0) axis += r;
     if (r == 0) axis = 0;
     if (axis < 0 || (r > 0 && axis >= r))
@@ -398,7 +376,7 @@ static kiln_status run_rows(const kiln_node *node, const kiln_value *const *in, 
     for (int i = 0; i < r; i++) {
         int64_t d = x->shape.d[i].add;
         if (i < axis) outer *= d;
-        else if (i == axis || node->opset < 13) n *= d;
+        else if (i == axis || p->coerce_2d) n *= d;
         else inner *= d;
     }
     double *row = kiln__malloc((size_t)n * sizeof *row);
@@ -440,19 +418,19 @@ static kiln_status run_rows(const kiln_node *node, const kiln_value *const *in, 
 static kiln_status run_softmax(const kiln_node *node, const void *params, const kiln_value *const *in,
                                kiln_value *out, kiln_err *err)
 {
-    return run_rows(node, in, out, ROW_SOFTMAX, err);
+    return run_rows(node, params, in, out, ROW_SOFTMAX, err);
 }
 
 static kiln_status run_log_softmax(const kiln_node *node, const void *params, const kiln_value *const *in,
                                    kiln_value *out, kiln_err *err)
 {
-    return run_rows(node, in, out, ROW_LOGSOFTMAX, err);
+    return run_rows(node, params, in, out, ROW_LOGSOFTMAX, err);
 }
 
 static kiln_status run_hardmax(const kiln_node *node, const void *params, const kiln_value *const *in,
                                kiln_value *out, kiln_err *err)
 {
-    return run_rows(node, in, out, ROW_HARDMAX, err);
+    return run_rows(node, params, in, out, ROW_HARDMAX, err);
 }
 
 const kiln_cpu_kernel kiln__cpu_activation[] = {

@@ -13,8 +13,9 @@
  */
 #ifndef CONV_T
 
-#include "cpu.h"
+#include "cpu_ops_util.h"
 #include "cpu_gemm.h"
+#include "../ir/ops_conv.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,47 +25,29 @@
 
 typedef struct conv_geom {
     int64_t n, c, m, g;   /* batch, input channels, output channels, groups */
+    int64_t og;           /* DeformConv offset groups */
     int64_t in[3], out[3], k[3], s[3], d[3], pb[3];
     int64_t in_sz, out_sz, k_sz;
 } conv_geom;
-
-enum { AUTO_PAD_NOTSET, AUTO_PAD_SAME_UPPER, AUTO_PAD_SAME_LOWER, AUTO_PAD_VALID };
-
-static int auto_pad_of(const kiln_node *node)
-{
-    const char *ap = kiln__attr_string(node, "auto_pad", "NOTSET");
-    if (!ap) return AUTO_PAD_NOTSET;
-    if (!strcmp(ap, "SAME_UPPER")) return AUTO_PAD_SAME_UPPER;
-    if (!strcmp(ap, "SAME_LOWER")) return AUTO_PAD_SAME_LOWER;
-    if (!strcmp(ap, "VALID")) return AUTO_PAD_VALID;
-    return AUTO_PAD_NOTSET;
-}
-
-/* INTS attribute of exactly n entries, else `def` everywhere (infer validated counts). */
-static bool attr_vec(const kiln_node *node, const char *name, int n, int64_t def, int64_t *dst)
-{
-    const int64_t *v;
-    int64_t cnt = kiln__attr_ints(node, name, &v);
-    for (int i = 0; i < n; i++) dst[i] = cnt == n ? v[i] : def;
-    return cnt == n;
-}
 
 static int64_t dimv(const kiln_value *v, int i) { return v->shape.d[i].add; }
 
 static int64_t floor_half(int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
 
-/* Spatial sizes, strides, dilations of X/Y/W, mapped to the last nsp of three slots. */
-static void geom_common(const kiln_node *node, const kiln_value *x, const kiln_value *w, const kiln_value *y,
-                        conv_geom *g, int64_t *strides, int64_t *dil)
+/*
+ * Spatial sizes, strides, dilations of X/Y/W, mapped to the last nsp of three
+ * slots. infer() checked every attribute count against nsp (or absent: -1).
+ */
+static void geom_common(const kiln_conv_params *p, const kiln_value *x, const kiln_value *w, const kiln_value *y,
+                        conv_geom *g)
 {
     int nsp = x->shape.rank - 2;
     memset(g, 0, sizeof *g);
     g->n = dimv(x, 0);
     g->c = dimv(x, 1);
     g->m = dimv(y, 1);
-    g->g = kiln__attr_int(node, "group", 1);
-    attr_vec(node, "strides", nsp, 1, strides);
-    attr_vec(node, "dilations", nsp, 1, dil);
+    g->g = p->group;
+    g->og = p->offset_group;
     for (int j = 0; j < 3; j++) {
         g->in[j] = g->out[j] = g->k[j] = g->s[j] = g->d[j] = 1;
         g->pb[j] = 0;
@@ -74,72 +57,46 @@ static void geom_common(const kiln_node *node, const kiln_value *x, const kiln_v
         g->in[j] = dimv(x, i + 2);
         g->out[j] = dimv(y, i + 2);
         g->k[j] = dimv(w, i + 2);
-        g->s[j] = strides[i];
-        g->d[j] = dil[i];
+        g->s[j] = p->n_strides > 0 ? p->strides[i] : 1;
+        g->d[j] = p->n_dil > 0 ? p->dil[i] : 1;
     }
     g->in_sz = g->in[0] * g->in[1] * g->in[2];
     g->out_sz = g->out[0] * g->out[1] * g->out[2];
     g->k_sz = g->k[0] * g->k[1] * g->k[2];
 }
 
-static void conv_geom_init(const kiln_node *node, const kiln_value *x, const kiln_value *w, const kiln_value *y,
+static void conv_geom_init(const kiln_conv_params *p, const kiln_value *x, const kiln_value *w, const kiln_value *y,
                            conv_geom *g)
 {
     int nsp = x->shape.rank - 2;
-    int64_t strides[KILN_MAX_DIMS], dil[KILN_MAX_DIMS], pads[2 * KILN_MAX_DIMS];
-    geom_common(node, x, w, y, g, strides, dil);
-    int ap = auto_pad_of(node);
-    attr_vec(node, "pads", 2 * nsp, 0, pads);
+    geom_common(p, x, w, y, g);
     for (int i = 0; i < nsp; i++) {
         int j = 3 - nsp + i;
         int64_t total = (g->out[j] - 1) * g->s[j] + g->d[j] * (g->k[j] - 1) + 1 - g->in[j];
         if (total < 0) total = 0;
-        if (ap == AUTO_PAD_NOTSET) g->pb[j] = pads[i];
-        else if (ap == AUTO_PAD_SAME_UPPER) g->pb[j] = total / 2;
-        else if (ap == AUTO_PAD_SAME_LOWER) g->pb[j] = total - total / 2;
+        if (p->auto_pad == KILN_AUTO_PAD_NOTSET) g->pb[j] = p->n_pads > 0 ? p->pads[i] : 0;
+        else if (p->auto_pad == KILN_AUTO_PAD_SAME_UPPER) g->pb[j] = total / 2;
+        else if (p->auto_pad == KILN_AUTO_PAD_SAME_LOWER) g->pb[j] = total - total / 2;
     }
 }
 
 /* ConvTranspose: g->in is X's spatial size, g->out Y's; pb is the crop at the start of Y. */
-static void convt_geom_init(const kiln_node *node, const kiln_value *x, const kiln_value *w, const kiln_value *y,
+static void convt_geom_init(const kiln_conv_params *p, const kiln_value *x, const kiln_value *w, const kiln_value *y,
                             conv_geom *g)
 {
     int nsp = x->shape.rank - 2;
-    int64_t strides[KILN_MAX_DIMS], dil[KILN_MAX_DIMS], pads[2 * KILN_MAX_DIMS], outpad[KILN_MAX_DIMS];
-    const int64_t *os;
-    geom_common(node, x, w, y, g, strides, dil);
-    int ap = auto_pad_of(node);
-    bool has_pads = attr_vec(node, "pads", 2 * nsp, 0, pads) && ap == AUTO_PAD_NOTSET;
-    attr_vec(node, "output_padding", nsp, 0, outpad);
-    bool has_outshape = kiln__attr_ints(node, "output_shape", &os) > 0;
+    geom_common(p, x, w, y, g);
+    /* The parser drops explicit pads unless auto_pad is NOTSET. */
+    bool has_pads = p->n_pads > 0, has_outshape = p->n_outshape > 0;
     for (int i = 0; i < nsp; i++) {
         int j = 3 - nsp + i;
-        int64_t total = g->s[j] * (g->in[j] - 1) + outpad[i] + g->d[j] * (g->k[j] - 1) + 1 - g->out[j];
-        if (has_pads) g->pb[j] = pads[i];
-        else if (ap == AUTO_PAD_SAME_UPPER) g->pb[j] = floor_half(total);
-        else if (has_outshape || ap == AUTO_PAD_SAME_LOWER) g->pb[j] = total - floor_half(total);
+        int64_t outpad = p->n_outpad > 0 ? p->outpad[i] : 0;
+        int64_t total = g->s[j] * (g->in[j] - 1) + outpad + g->d[j] * (g->k[j] - 1) + 1 - g->out[j];
+        if (has_pads) g->pb[j] = p->pads[i];
+        else if (p->auto_pad == KILN_AUTO_PAD_SAME_UPPER) g->pb[j] = floor_half(total);
+        else if (has_outshape || p->auto_pad == KILN_AUTO_PAD_SAME_LOWER) g->pb[j] = total - floor_half(total);
         else g->pb[j] = 0;
     }
-}
-
-/* Reads a float16/bfloat16/float value into a new float buffer. */
-static float *to_f32(const kiln_value *v)
-{
-    int64_t n = kiln__value_numel(v);
-    float *buf = kiln__malloc((size_t)n * sizeof *buf);
-    if (!buf) return NULL;
-    const uint16_t *h = v->data;
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = v->dtype == KILN_DT_FLOAT16 ? kiln__f16_to_f32(h[i]) : kiln__bf16_to_f32(h[i]);
-    return buf;
-}
-
-static void from_f32(kiln_value *v, const float *buf)
-{
-    int64_t n = kiln__value_numel(v);
-    uint16_t *h = v->data;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = v->dtype == KILN_DT_FLOAT16 ? kiln__f32_to_f16(buf[i]) : kiln__f32_to_bf16(buf[i]);
 }
 
 /* Column tile width: the whole output when it fits the budget, else at least 256 columns. */
@@ -203,14 +160,14 @@ static kiln_status dispatch(const kiln_node *node, const kiln_value *const *in, 
     float *bufs[5] = {0}, *y = NULL;
     kiln_status s = KILN_OK;
     for (int i = 0; i < n_in && !s; i++)
-        if (in[i] && !(bufs[i] = to_f32(in[i]))) s = KILN_ERR_OUT_OF_MEMORY;
+        if (in[i] && !(bufs[i] = kiln__cpu_half_to_f32(in[i]))) s = KILN_ERR_OUT_OF_MEMORY;
     if (!s && !(y = kiln__calloc((size_t)kiln__value_numel(out), sizeof *y))) s = KILN_ERR_OUT_OF_MEMORY;
     if (s) {
         s = kiln__fail(err, s, "node '%s' (%s): out of memory", node->name, node->op_type);
     } else {
         const float *p[5] = {bufs[0], bufs[1], bufs[2], bufs[3], bufs[4]};
         s = f32(g, p, y, node, err);
-        if (!s) from_f32(out, y);
+        if (!s) kiln__cpu_f32_to_half(out, y);
     }
     for (int i = 0; i < 5; i++) free(bufs[i]);
     free(y);
@@ -226,7 +183,7 @@ static kiln_status conv_run(const kiln_node *node, const void *params, const kil
                             kiln_err *err)
 {
     conv_geom g;
-    conv_geom_init(node, in[0], in[1], &out[0], &g);
+    conv_geom_init(params, in[0], in[1], &out[0], &g);
     const kiln_value *ins[3] = {in[0], in[1], opt_in(node, in, 2)};
     return dispatch(node, ins, 3, &out[0], &g, conv_f32, conv_f64, err);
 }
@@ -235,7 +192,7 @@ static kiln_status convt_run(const kiln_node *node, const void *params, const ki
                              kiln_value *out, kiln_err *err)
 {
     conv_geom g;
-    convt_geom_init(node, in[0], in[1], &out[0], &g);
+    convt_geom_init(params, in[0], in[1], &out[0], &g);
     const kiln_value *ins[3] = {in[0], in[1], opt_in(node, in, 2)};
     return dispatch(node, ins, 3, &out[0], &g, convt_f32, convt_f64, err);
 }
@@ -244,7 +201,7 @@ static kiln_status deform_run(const kiln_node *node, const void *params, const k
                               kiln_value *out, kiln_err *err)
 {
     conv_geom g;
-    conv_geom_init(node, in[0], in[1], &out[0], &g);
+    conv_geom_init(params, in[0], in[1], &out[0], &g);
     const kiln_value *ins[5] = {in[0], in[1], in[2], opt_in(node, in, 3), opt_in(node, in, 4)};
     return dispatch(node, ins, 5, &out[0], &g, deform_f32, deform_f64, err);
 }
@@ -496,7 +453,7 @@ static kiln_status CONV_FN(deform)(const conv_geom *g, const CONV_T *const *in, 
                                    kiln_err *err)
 {
     const CONV_T *x = in[0], *w = in[1], *off = in[2], *mask = in[4];
-    int64_t og = kiln__attr_int(node, "offset_group", 1);
+    int64_t og = g->og;
     int64_t cg = g->c / g->g, mg = g->m / g->g, kg = cg * g->k_sz;
     int64_t taps = og * g->k_sz;
     if (g->out_sz == 0 || g->n == 0 || g->m == 0) return KILN_OK;

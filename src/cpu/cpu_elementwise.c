@@ -14,6 +14,7 @@
  * single row and a scalar operand as a stride-0 row.
  */
 #include "cpu.h"
+#include "../ir/ops_elementwise.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,29 +585,13 @@ static kiln_status check_io(const kiln_node *node, int nin, const kiln_value *co
     return check_value(node, &out[0], "output", err);
 }
 
-/* Before opset 7, broadcast=1 lined B up with A at `axis` (mirrors the schema's rule). */
-static kiln_status b_shape(const kiln_node *node, const kiln_shape *a, const kiln_shape *b, kiln_shape *eff,
-                           kiln_err *err)
-{
-    *eff = *b;
-    if (node->opset >= 7 || !kiln__attr_int(node, "broadcast", 0)) return KILN_OK;
-    int64_t axis = kiln__node_attr(node, "axis") ? kiln__attr_int(node, "axis", 0) : a->rank - b->rank;
-    if (axis < 0) axis += a->rank;
-    if (axis < 0 || axis + b->rank > a->rank)
-        return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): legacy broadcast axis does not fit", node->name,
-                          node->op_type);
-    eff->rank = a->rank;
-    for (int i = 0; i < a->rank; i++)
-        eff->d[i] = (i >= axis && i < axis + b->rank) ? b->d[i - axis] : kiln__dim_const(1);
-    return KILN_OK;
-}
-
-static kiln_status binary(const kiln_node *node, ew_op op, const kiln_value *const *in, kiln_value *out, kiln_err *err)
+static kiln_status binary(const kiln_node *node, const void *params, ew_op op, const kiln_value *const *in,
+                          kiln_value *out, kiln_err *err)
 {
     kiln_status s = check_io(node, 2, in, out, err);
     if (s) return s;
     kiln_shape eb;
-    if ((s = b_shape(node, &in[0]->shape, &in[1]->shape, &eb, err))) return s;
+    if ((s = kiln__ew_b_shape(node, params, &in[0]->shape, &in[1]->shape, &eb, err))) return s;
     return run_binary(node, op, in[0], &eb, in[1], out, err);
 }
 
@@ -614,7 +599,7 @@ static kiln_status binary(const kiln_node *node, ew_op op, const kiln_value *con
     static kiln_status fn(const kiln_node *node, const void *params, const kiln_value *const *in, \
                           kiln_value *out, kiln_err *err)                                      \
     {                                                                                          \
-        return binary(node, op, in, out, err);                                                 \
+        return binary(node, params, op, in, out, err);                                         \
     }
 
 BINARY_KERNEL(run_add, OP_ADD)
@@ -637,14 +622,15 @@ BINARY_KERNEL(run_bitwise_xor, OP_XOR)
 static kiln_status run_bitshift(const kiln_node *node, const void *params, const kiln_value *const *in,
                                 kiln_value *out, kiln_err *err)
 {
-    const char *dir = kiln__attr_string(node, "direction", "");
-    return binary(node, !strcmp(dir, "LEFT") ? OP_SHL : OP_SHR, in, out, err);
+    const kiln_ew_params *p = params;
+    return binary(node, params, p->shift_left ? OP_SHL : OP_SHR, in, out, err);
 }
 
 static kiln_status run_mod(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                            kiln_err *err)
 {
-    return binary(node, kiln__attr_int(node, "fmod", 0) ? OP_FMOD : OP_MOD, in, out, err);
+    const kiln_ew_params *p = params;
+    return binary(node, params, p->fmod ? OP_FMOD : OP_MOD, in, out, err);
 }
 
 /* ---- variadic Max/Min/Sum/Mean: fold the inputs into the output ---- */
@@ -857,8 +843,8 @@ UNARY_KERNEL(run_atanh, OP_ATANH)
 UNARY_KERNEL(run_bitwise_not, OP_BITNOT)
 
 /* IsNaN / IsInf: float in, bool out. */
-static kiln_status run_predicate(const kiln_node *node, const kiln_value *const *in, kiln_value *out, bool nan,
-                                 kiln_err *err)
+static kiln_status run_predicate(const kiln_node *node, const kiln_ew_params *p, const kiln_value *const *in,
+                                 kiln_value *out, bool nan, kiln_err *err)
 {
     kiln_status s = check_io(node, 1, in, out, err);
     if (s) return s;
@@ -866,7 +852,7 @@ static kiln_status run_predicate(const kiln_node *node, const kiln_value *const 
     if (out->dtype != KILN_DT_BOOL || n != kiln__value_numel(out))
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): output does not match input", node->name,
                           node->op_type);
-    bool neg = kiln__attr_int(node, "detect_negative", 1) != 0, pos = kiln__attr_int(node, "detect_positive", 1) != 0;
+    bool neg = p->detect_negative, pos = p->detect_positive;
     uint8_t *o = out->data;
     stage buf;
     for (int64_t k = 0; k < n; k += BLOCK) {
@@ -883,13 +869,13 @@ static kiln_status run_predicate(const kiln_node *node, const kiln_value *const 
 static kiln_status run_isnan(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                              kiln_err *err)
 {
-    return run_predicate(node, in, out, true, err);
+    return run_predicate(node, params, in, out, true, err);
 }
 
 static kiln_status run_isinf(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                              kiln_err *err)
 {
-    return run_predicate(node, in, out, false, err);
+    return run_predicate(node, params, in, out, false, err);
 }
 
 /* ---- Cast / CastLike ---- */

@@ -3,33 +3,15 @@
  * float runs through kiln__sgemm, double through kiln__dgemm, float16 and
  * bfloat16 through float copies; integers are multiplied exactly (wrapping).
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
 #include "cpu_gemm.h"
+#include "../ir/ops_matmul.h"
 #include <stdlib.h>
 #include <string.h>
 
 static int64_t dimv(const kiln_value *v, int i) { return v->shape.d[i].add; }
 
 static bool is_half(kiln_dtype dt) { return dt == KILN_DT_FLOAT16 || dt == KILN_DT_BFLOAT16; }
-
-static float *to_f32(const kiln_value *v)
-{
-    int64_t n = kiln__value_numel(v);
-    float *buf = kiln__malloc((size_t)n * sizeof *buf);
-    if (!buf) return NULL;
-    const uint16_t *h = v->data;
-    for (int64_t i = 0; i < n; i++)
-        buf[i] = v->dtype == KILN_DT_FLOAT16 ? kiln__f16_to_f32(h[i]) : kiln__bf16_to_f32(h[i]);
-    return buf;
-}
-
-static void from_f32(kiln_value *v, const float *buf)
-{
-    int64_t n = kiln__value_numel(v);
-    uint16_t *h = v->data;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = v->dtype == KILN_DT_FLOAT16 ? kiln__f32_to_f16(buf[i]) : kiln__f32_to_bf16(buf[i]);
-}
 
 static kiln_status oom(const kiln_node *node, kiln_err *err)
 {
@@ -127,7 +109,7 @@ static kiln_status matmul_run(const kiln_node *node, const void *params, const k
     if (dt == KILN_DT_FLOAT || is_half(dt)) {
         bool half = is_half(dt);
         float *ha = NULL, *hb = NULL, *hy = NULL;
-        if (half && (!(ha = to_f32(a)) || !(hb = to_f32(b)) ||
+        if (half && (!(ha = kiln__cpu_half_to_f32(a)) || !(hb = kiln__cpu_half_to_f32(b)) ||
                      !(hy = kiln__malloc((size_t)kiln__value_numel(y) * sizeof *hy)))) {
             free(ha);
             free(hb);
@@ -145,7 +127,7 @@ static kiln_status matmul_run(const kiln_node *node, const void *params, const k
                 ok = kiln__sgemm(false, false, s.m, s.n, s.k, 1, pa + ao, s.k, pb + bo, s.n, 0, py + bi * s.m * s.n, s.n);
             }
         }
-        if (ok && half) from_f32(y, hy);
+        if (ok && half) kiln__cpu_f32_to_half(y, hy);
         free(ha);
         free(hb);
         free(hy);
@@ -172,8 +154,9 @@ static kiln_status gemm_run(const kiln_node *node, const void *params, const kil
 {
     const kiln_value *a = in[0], *b = in[1], *c = node->n_in > 2 ? in[2] : NULL;
     kiln_value *y = &out[0];
-    bool ta = kiln__attr_int(node, "transA", 0) != 0, tb = kiln__attr_int(node, "transB", 0) != 0;
-    float alpha = kiln__attr_float(node, "alpha", 1.0f), beta = kiln__attr_float(node, "beta", 1.0f);
+    const kiln_gemm_params *gp = params;
+    bool ta = gp->trans_a, tb = gp->trans_b;
+    float alpha = gp->alpha, beta = gp->beta;
     int64_t m = dimv(y, 0), n = dimv(y, 1), k = dimv(a, ta ? 0 : 1);
     int64_t lda = dimv(a, 1), ldb = dimv(b, 1);
     kiln_dtype dt = a->dtype;
@@ -190,7 +173,8 @@ static kiln_status gemm_run(const kiln_node *node, const void *params, const kil
     if (dt == KILN_DT_FLOAT || is_half(dt)) {
         bool half = is_half(dt);
         float *ha = NULL, *hb = NULL, *hc = NULL, *hy = NULL;
-        if (half && (!(ha = to_f32(a)) || !(hb = to_f32(b)) || (c && !(hc = to_f32(c))) ||
+        if (half && (!(ha = kiln__cpu_half_to_f32(a)) || !(hb = kiln__cpu_half_to_f32(b)) ||
+                     (c && !(hc = kiln__cpu_half_to_f32(c))) ||
                      !(hy = kiln__malloc((size_t)(m * n) * sizeof *hy)))) {
             free(ha);
             free(hb);
@@ -203,7 +187,7 @@ static kiln_status gemm_run(const kiln_node *node, const void *params, const kil
             for (int64_t i = 0; i < m; i++)
                 for (int64_t j = 0; j < n; j++) py[i * n + j] = beta * pc[c_index(c, i, j)];
         bool ok = kiln__sgemm(ta, tb, m, n, k, alpha, pa, lda, pb, ldb, c ? 1.0f : 0.0f, py, n);
-        if (ok && half) from_f32(y, hy);
+        if (ok && half) kiln__cpu_f32_to_half(y, hy);
         free(ha);
         free(hb);
         free(hc);

@@ -4,45 +4,14 @@
  * strided copy: the output walked in order, the input through per-axis
  * strides (negative for reversed slices, 0 for repeats).
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
+#include "../ir/ops_movement.h"
 #include <stdlib.h>
 #include <string.h>
-
-/* Defined in src/ir/ops_movement.c, next to the rules infer() applies. */
-kiln_status kiln__slice_resolve(const kiln_node *node, const kiln_value *const *in, int rank,
-                                const int64_t *dims, int64_t *start, int64_t *step, int64_t *count,
-                                kiln_err *err);
-kiln_status kiln__pad_resolve(const kiln_node *node, const kiln_value *const *in, int rank,
-                              int64_t *begin, int64_t *end, kiln_err *err);
-int kiln__pad_mode(const kiln_node *node);
-
-enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP };
-
-#define MAX_VIEW (2 * KILN_MAX_DIMS)
-
-static kiln_status elem_size(const kiln_node *node, kiln_dtype dt, size_t *es, kiln_err *err)
-{
-    *es = kiln_dtype_size(dt);
-    if (*es == 0 || dt == KILN_DT_STRING)
-        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): type %s unsupported on CPU",
-                          node->name, node->op_type, kiln_dtype_name(dt));
-    return KILN_OK;
-}
 
 static kiln_status internal(const kiln_node *node, const char *what, kiln_err *err)
 {
     return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): %s", node->name, node->op_type, what);
-}
-
-static void copy_elem(char *dst, const char *src, size_t es)
-{
-    switch (es) {
-    case 1: *dst = *src; break;
-    case 2: memcpy(dst, src, 2); break;
-    case 4: memcpy(dst, src, 4); break;
-    case 8: memcpy(dst, src, 8); break;
-    default: memcpy(dst, src, es); break;
-    }
 }
 
 /* Dims and row-major element strides of a value with constant shape. */
@@ -63,42 +32,10 @@ static int64_t prod(const int64_t *d, int from, int to)
     return p;
 }
 
-/*
- * Fills contiguous dst of shape dims[rank] from src + base (element offsets)
- * walked with strides sstr (elements; negative or 0 allowed).
- */
-static void strided_copy(char *dst, const char *src, int64_t base, int rank, const int64_t *dims,
-                         const int64_t *sstr, size_t es)
+/* The parsed axis of Concat/Split/Gather/GatherElements made non-negative. */
+static int64_t param_axis(const void *params, int rank)
 {
-    int64_t total = prod(dims, 0, rank);
-    if (total == 0) return;
-    if (rank == 0) {
-        memcpy(dst, src + base * (int64_t)es, es);
-        return;
-    }
-    int64_t inner = dims[rank - 1], istr = sstr[rank - 1];
-    int64_t rows = total / inner, idx[MAX_VIEW] = {0}, off = base;
-    for (int64_t r = 0; r < rows; r++) {
-        const char *s = src + off * (int64_t)es;
-        if (istr == 1) {
-            memcpy(dst, s, (size_t)inner * es);
-        } else {
-            int64_t step = istr * (int64_t)es;
-            for (int64_t i = 0; i < inner; i++) copy_elem(dst + (size_t)i * es, s + i * step, es);
-        }
-        dst += (size_t)inner * es;
-        for (int k = rank - 2; k >= 0; k--) {
-            off += sstr[k];
-            if (++idx[k] < dims[k]) break;
-            off -= sstr[k] * dims[k];
-            idx[k] = 0;
-        }
-    }
-}
-
-static int64_t attr_axis(const kiln_node *node, int64_t def, int rank)
-{
-    int64_t a = kiln__attr_int(node, "axis", def);
+    int64_t a = ((const kiln_axis_params *)params)->axis;
     return a < 0 ? a + rank : a;
 }
 
@@ -108,10 +45,10 @@ static kiln_status run_concat(const kiln_node *node, const void *params,
                               const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, out[0].dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, out[0].dtype, &es, err);
     if (st) return st;
     int R = out[0].shape.rank;
-    int64_t axis = attr_axis(node, 1, R);
+    int64_t axis = param_axis(params, R);
     int64_t od[KILN_MAX_DIMS], os[KILN_MAX_DIMS];
     if (axis < 0 || axis >= R) return internal(node, "axis", err);
     dims_strides(&out[0], od, os);
@@ -134,10 +71,10 @@ static kiln_status run_split(const kiln_node *node, const void *params,
                              const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
-    int64_t axis = attr_axis(node, 0, R);
+    int64_t axis = param_axis(params, R);
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS];
     if (axis < 0 || axis >= R) return internal(node, "axis", err);
     dims_strides(in[0], xd, xs);
@@ -163,7 +100,7 @@ static kiln_status run_slice(const kiln_node *node, const void *params,
                              const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], start[KILN_MAX_DIMS], step[KILN_MAX_DIMS],
@@ -178,7 +115,7 @@ static kiln_status run_slice(const kiln_node *node, const void *params,
         sstr[k] = count[k] > 1 ? step[k] * xs[k] : 0;
     }
     if (kiln__value_numel(&out[0]) == 0) return KILN_OK;
-    strided_copy(out[0].data, in[0]->data, base, R, count, sstr, es);
+    kiln__cpu_strided_copy(out[0].data, in[0]->data, base, R, count, sstr, es);
     return KILN_OK;
 }
 
@@ -194,10 +131,10 @@ static kiln_status run_gather(const kiln_node *node, const void *params,
                               const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
-    int64_t axis = attr_axis(node, 0, R);
+    int64_t axis = param_axis(params, R);
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS];
     if (axis < 0 || axis >= R) return internal(node, "axis", err);
     dims_strides(in[0], xd, xs);
@@ -226,10 +163,10 @@ static kiln_status run_gather_elements(const kiln_node *node, const void *params
                                        const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
-    int64_t axis = attr_axis(node, 0, R);
+    int64_t axis = param_axis(params, R);
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], id[KILN_MAX_DIMS], is[KILN_MAX_DIMS];
     if (axis < 0 || axis >= R || in[1]->shape.rank != R) return internal(node, "rank", err);
     dims_strides(in[0], xd, xs);
@@ -244,7 +181,7 @@ static kiln_status run_gather_elements(const kiln_node *node, const void *params
         int64_t v = kiln__value_get_i64(in[1], i);
         if (v < -d || v >= d) return bad_index(node, v, d, err);
         if (v < 0) v += d;
-        copy_elem(o + (size_t)i * es, x + (size_t)(off + v * xs[axis]) * es, es);
+        kiln__cpu_copy_elem(o + (size_t)i * es, x + (size_t)(off + v * xs[axis]) * es, es);
         for (int k = R - 1; k >= 0; k--) {
             if (k != axis) off += xs[k];
             if (++idx[k] < id[k]) break;
@@ -261,11 +198,12 @@ static kiln_status run_transpose(const kiln_node *node, const void *params,
                                  const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
-    const int64_t *perm;
-    int64_t np = kiln__attr_ints(node, "perm", &perm);
+    const kiln_transpose_params *tp = params;
+    const int64_t *perm = tp->perm;
+    int64_t np = tp->n_perm;
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], od[KILN_MAX_DIMS], ss[KILN_MAX_DIMS];
     dims_strides(in[0], xd, xs);
     for (int k = 0; k < R; k++) {
@@ -274,7 +212,7 @@ static kiln_status run_transpose(const kiln_node *node, const void *params,
         od[k] = xd[p];
         ss[k] = xs[p];
     }
-    strided_copy(out[0].data, in[0]->data, 0, R, od, ss, es);
+    kiln__cpu_strided_copy(out[0].data, in[0]->data, 0, R, od, ss, es);
     return KILN_OK;
 }
 
@@ -282,10 +220,10 @@ static kiln_status run_tile(const kiln_node *node, const void *params, const kil
                             kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     int R = in[0]->shape.rank;
-    int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], vd[MAX_VIEW], vs[MAX_VIEW];
+    int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], vd[KILN_CPU_MAX_VIEW], vs[KILN_CPU_MAX_VIEW];
     dims_strides(in[0], xd, xs);
     if (kiln__value_numel(&out[0]) == 0) return KILN_OK;
     /* The output seen as [rep0, d0, rep1, d1, ...]: repeats have stride 0. */
@@ -297,7 +235,7 @@ static kiln_status run_tile(const kiln_node *node, const void *params, const kil
         vd[2 * k + 1] = xd[k];
         vs[2 * k + 1] = xs[k];
     }
-    strided_copy(out[0].data, in[0]->data, 0, 2 * R, vd, vs, es);
+    kiln__cpu_strided_copy(out[0].data, in[0]->data, 0, 2 * R, vd, vs, es);
     return KILN_OK;
 }
 
@@ -305,10 +243,11 @@ static kiln_status run_depth_space(const kiln_node *node, const void *params,
                                    const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     if (in[0]->shape.rank != 4) return internal(node, "rank", err);
-    int64_t b = kiln__attr_int(node, "blocksize", 1);
+    const kiln_depth_space_params *p = params;
+    int64_t b = p->blocksize;
     int64_t xd[4], xs[4];
     dims_strides(in[0], xd, xs);
     int64_t N = xd[0], C = xd[1], H = xd[2], W = xd[3];
@@ -316,7 +255,7 @@ static kiln_status run_depth_space(const kiln_node *node, const void *params,
     if (!strcmp(node->op_type, "DepthToSpace")) {
         /* Output (n, c, h, b1, w, b2); the input channel depends on the mode. */
         int64_t Co = C / (b * b), HW = H * W;
-        bool crd = !strcmp(kiln__attr_string(node, "mode", "DCR"), "CRD");
+        bool crd = p->crd;
         int64_t s_c = crd ? b * b * HW : HW;
         int64_t s_b1 = crd ? b * HW : b * Co * HW;
         int64_t s_b2 = crd ? HW : Co * HW;
@@ -331,21 +270,21 @@ static kiln_status run_depth_space(const kiln_node *node, const void *params,
         memcpy(vs, s, sizeof s);
     }
     if (prod(vd, 0, 6) != kiln__value_numel(&out[0])) return internal(node, "output size", err);
-    strided_copy(out[0].data, in[0]->data, 0, 6, vd, vs, es);
+    kiln__cpu_strided_copy(out[0].data, in[0]->data, 0, 6, vd, vs, es);
     return KILN_OK;
 }
 
 /* ---- Pad ------------------------------------------------------------------ */
 
 /* Source index along one axis for output index o, or -1 for the constant. */
-static int64_t pad_src(int mode, int64_t o, int64_t begin, int64_t d)
+static int64_t pad_src(kiln_pad_mode mode, int64_t o, int64_t begin, int64_t d)
 {
     int64_t i = o - begin;
     if (i >= 0 && i < d) return i;
     switch (mode) {
-    case PAD_EDGE: return i < 0 ? 0 : d - 1;
-    case PAD_WRAP: return ((i % d) + d) % d;
-    case PAD_REFLECT: {
+    case KILN_PAD_EDGE: return i < 0 ? 0 : d - 1;
+    case KILN_PAD_WRAP: return ((i % d) + d) % d;
+    case KILN_PAD_REFLECT: {
         if (d == 1) return 0;
         int64_t m = 2 * (d - 1);
         i = ((i % m) + m) % m;
@@ -359,27 +298,29 @@ static kiln_status run_pad(const kiln_node *node, const void *params, const kiln
                            kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
-    int R = in[0]->shape.rank, mode = kiln__pad_mode(node);
+    const kiln_pad_params *pp = params;
+    int R = in[0]->shape.rank;
+    kiln_pad_mode mode = pp->mode;
     int64_t xd[KILN_MAX_DIMS], xs[KILN_MAX_DIMS], od[KILN_MAX_DIMS], os[KILN_MAX_DIMS];
     int64_t begin[KILN_MAX_DIMS], end[KILN_MAX_DIMS];
     dims_strides(in[0], xd, xs);
     dims_strides(&out[0], od, os);
-    st = kiln__pad_resolve(node, in, R, begin, end, err);
+    st = kiln__pad_resolve(node, pp, in, R, begin, end, err);
     if (st) return st;
     int64_t total = kiln__value_numel(&out[0]);
     if (total == 0) return KILN_OK;
 
     /* The fill value in the data's own type. */
     unsigned char fill[16] = {0};
-    if (mode == PAD_CONSTANT) {
+    if (mode == KILN_PAD_CONSTANT) {
         if (node->n_in > 2 && in[2] && kiln__value_numel(in[2]) > 0) {
             if (in[2]->dtype != in[0]->dtype) return internal(node, "constant_value type", err);
             memcpy(fill, in[2]->data, es);
-        } else if (node->opset < 11) {
+        } else if (pp->attr_form) {
             kiln_value tmp = {.dtype = in[0]->dtype, .data = fill};
-            kiln__value_set_f64(&tmp, 0, kiln__attr_float(node, "value", 0.0f));
+            kiln__value_set_f64(&tmp, 0, pp->value);
         }
     }
     if (R == 0) {
@@ -391,7 +332,7 @@ static kiln_status run_pad(const kiln_node *node, const void *params, const kiln
     int64_t map_len = 0, *maps[KILN_MAX_DIMS];
     for (int k = 0; k < R; k++) {
         if (od[k] != xd[k] + begin[k] + end[k]) return internal(node, "output shape", err);
-        if (mode != PAD_CONSTANT && xd[k] == 0) return internal(node, "empty dim", err);
+        if (mode != KILN_PAD_CONSTANT && xd[k] == 0) return internal(node, "empty dim", err);
         map_len += od[k];
     }
     int64_t *buf = kiln__malloc(sizeof(int64_t) * (size_t)map_len), *p = buf;
@@ -416,7 +357,7 @@ static kiln_status run_pad(const kiln_node *node, const void *params, const kiln
         }
         for (int64_t o = 0; o < inner; o++) {
             int64_t s = fill_row ? -1 : last[o];
-            copy_elem(dst + (size_t)o * es, s < 0 ? (const char *)fill : x + (size_t)(off + s) * es, es);
+            kiln__cpu_copy_elem(dst + (size_t)o * es, s < 0 ? (const char *)fill : x + (size_t)(off + s) * es, es);
         }
         dst += (size_t)inner * es;
         for (int k = R - 2; k >= 0; k--) {

@@ -3,44 +3,12 @@
  * double whatever the stash type: the reference result is then at least as
  * accurate as ONNX's float computation.
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
+#include "../ir/ops_norm.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Same layout as in src/ir/ops_norm.c; kiln__norm_params_size guards drift. */
-typedef struct norm_params {
-    float epsilon;
-    float momentum;
-    int training;
-    int spatial;
-    int64_t axis;
-    int64_t p;
-    int64_t num_groups;
-    int64_t stash_type;
-    int group_scale;
-} norm_params;
-
-extern const size_t kiln__norm_params_size;
-
-static inline double ld(const kiln_value *v, int64_t i)
-{
-    if (v->dtype == KILN_DT_FLOAT) return ((const float *)v->data)[i];
-    return kiln__value_get_f64(v, i);
-}
-
-static inline void st(kiln_value *v, int64_t i, double x)
-{
-    if (v->dtype == KILN_DT_FLOAT) ((float *)v->data)[i] = (float)x;
-    else kiln__value_set_f64(v, i, x);
-}
-
-static kiln_status check_params(const kiln_node *node, kiln_err *err)
-{
-    if (kiln__norm_params_size != sizeof(norm_params))
-        return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': norm params layout differs between ir and cpu", node->name);
-    return KILN_OK;
-}
 
 static int64_t prod(const kiln_value *v, int from, int to)
 {
@@ -53,11 +21,11 @@ static int64_t prod(const kiln_value *v, int from, int to)
 static void moments(const kiln_value *x, int64_t off, int64_t n, int64_t stride, double *mean, double *var)
 {
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += ld(x, off + i * stride);
+    for (int64_t i = 0; i < n; i++) s += kiln__cpu_load_f64(x, off + i * stride);
     double m = n ? s / (double)n : 0;
     double q = 0;
     for (int64_t i = 0; i < n; i++) {
-        double d = ld(x, off + i * stride) - m;
+        double d = kiln__cpu_load_f64(x, off + i * stride) - m;
         q += d * d;
     }
     *mean = m;
@@ -67,9 +35,7 @@ static void moments(const kiln_value *x, int64_t off, int64_t n, int64_t stride,
 static kiln_status run_batchnorm(const kiln_node *node, const void *params, const kiln_value *const *in,
                                  kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
-    kiln_status s = check_params(node, err);
-    if (s) return s;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0], *sc = in[1], *b = in[2], *mean = in[3], *var = in[4];
     int r = x->shape.rank;
     int64_t n = x->shape.d[0].add, c = x->shape.d[1].add, sp = prod(x, 2, r);
@@ -82,30 +48,31 @@ static kiln_status run_batchnorm(const kiln_node *node, const void *params, cons
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (BatchNormalization): scale, B, mean and var need %lld values",
                           node->name, (long long)c);
     for (int64_t ch = 0; ch < c; ch++) {
-        double m = ld(mean, ch), v = ld(var, ch);
+        double m = kiln__cpu_load_f64(mean, ch), v = kiln__cpu_load_f64(var, ch);
         if (p->training) {
             /* Batch statistics over N and the spatial dims. */
             double sum = 0, q = 0;
             int64_t cnt = n * sp;
             for (int64_t i = 0; i < n; i++)
-                for (int64_t k = 0; k < sp; k++) sum += ld(x, (i * c + ch) * sp + k);
+                for (int64_t k = 0; k < sp; k++) sum += kiln__cpu_load_f64(x, (i * c + ch) * sp + k);
             double bm = cnt ? sum / (double)cnt : 0;
             for (int64_t i = 0; i < n; i++)
                 for (int64_t k = 0; k < sp; k++) {
-                    double d = ld(x, (i * c + ch) * sp + k) - bm;
+                    double d = kiln__cpu_load_f64(x, (i * c + ch) * sp + k) - bm;
                     q += d * d;
                 }
             double bv = cnt ? q / (double)cnt : 0;
             double mom = p->momentum;
-            if (node->n_out > 1 && out[1].data) st(&out[1], ch, m * mom + bm * (1 - mom));
-            if (node->n_out > 2 && out[2].data) st(&out[2], ch, v * mom + bv * (1 - mom));
+            if (node->n_out > 1 && out[1].data) kiln__cpu_store_f64(&out[1], ch, m * mom + bm * (1 - mom));
+            if (node->n_out > 2 && out[2].data) kiln__cpu_store_f64(&out[2], ch, v * mom + bv * (1 - mom));
             m = bm;
             v = bv;
         }
-        double k = ld(sc, ch) / sqrt(v + (double)p->epsilon), bias = ld(b, ch);
+        double k = kiln__cpu_load_f64(sc, ch) / sqrt(v + (double)p->epsilon), bias = kiln__cpu_load_f64(b, ch);
         for (int64_t i = 0; i < n; i++) {
             int64_t off = (i * c + ch) * sp;
-            for (int64_t j = 0; j < sp; j++) st(&out[0], off + j, (ld(x, off + j) - m) * k + bias);
+            for (int64_t j = 0; j < sp; j++)
+                kiln__cpu_store_f64(&out[0], off + j, (kiln__cpu_load_f64(x, off + j) - m) * k + bias);
         }
     }
     return KILN_OK;
@@ -114,9 +81,7 @@ static kiln_status run_batchnorm(const kiln_node *node, const void *params, cons
 static kiln_status run_instnorm(const kiln_node *node, const void *params, const kiln_value *const *in,
                                 kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
-    kiln_status s = check_params(node, err);
-    if (s) return s;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0], *sc = in[1], *b = in[2];
     int r = x->shape.rank;
     int64_t n = x->shape.d[0].add, c = x->shape.d[1].add, sp = prod(x, 2, r);
@@ -128,8 +93,9 @@ static kiln_status run_instnorm(const kiln_node *node, const void *params, const
             int64_t off = (i * c + ch) * sp;
             double m, v;
             moments(x, off, sp, 1, &m, &v);
-            double k = ld(sc, ch) / sqrt(v + (double)p->epsilon), bias = ld(b, ch);
-            for (int64_t j = 0; j < sp; j++) st(&out[0], off + j, (ld(x, off + j) - m) * k + bias);
+            double k = kiln__cpu_load_f64(sc, ch) / sqrt(v + (double)p->epsilon), bias = kiln__cpu_load_f64(b, ch);
+            for (int64_t j = 0; j < sp; j++)
+                kiln__cpu_store_f64(&out[0], off + j, (kiln__cpu_load_f64(x, off + j) - m) * k + bias);
         }
     return KILN_OK;
 }
@@ -154,9 +120,7 @@ static void broadcast_strides(const kiln_value *v, const kiln_value *x, int64_t 
 static kiln_status run_layernorm(const kiln_node *node, const void *params, const kiln_value *const *in,
                                  kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
-    kiln_status s = check_params(node, err);
-    if (s) return s;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0], *w = in[1], *b = node->n_in > 2 ? in[2] : NULL;
     int r = x->shape.rank;
     int axis = (int)(p->axis < 0 ? p->axis + r : p->axis);
@@ -172,12 +136,12 @@ static kiln_status run_layernorm(const kiln_node *node, const void *params, cons
         double m, v;
         moments(x, off, cols, 1, &m, &v);
         double inv = 1.0 / sqrt(v + (double)p->epsilon);
-        if (mo) st(mo, row, m);
-        if (io) st(io, row, inv);
+        if (mo) kiln__cpu_store_f64(mo, row, m);
+        if (io) kiln__cpu_store_f64(io, row, inv);
         for (int64_t j = 0; j < cols; j++) {
-            double y = (ld(x, off + j) - m) * inv * ld(w, wi);
-            if (b) y += ld(b, bi);
-            st(&out[0], off + j, y);
+            double y = (kiln__cpu_load_f64(x, off + j) - m) * inv * kiln__cpu_load_f64(w, wi);
+            if (b) y += kiln__cpu_load_f64(b, bi);
+            kiln__cpu_store_f64(&out[0], off + j, y);
             /* Advance the broadcast read positions with an odometer over x's dims. */
             for (int d = r - 1; d >= 0; d--) {
                 wi += ws[d];
@@ -195,9 +159,7 @@ static kiln_status run_layernorm(const kiln_node *node, const void *params, cons
 static kiln_status run_groupnorm(const kiln_node *node, const void *params, const kiln_value *const *in,
                                  kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
-    kiln_status s = check_params(node, err);
-    if (s) return s;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0], *sc = in[1], *b = in[2];
     int r = x->shape.rank;
     int64_t n = x->shape.d[0].add, c = x->shape.d[1].add, sp = prod(x, 2, r), g = p->num_groups;
@@ -217,9 +179,10 @@ static kiln_status run_groupnorm(const kiln_node *node, const void *params, cons
             double inv = 1.0 / sqrt(v + (double)p->epsilon);
             for (int64_t k = 0; k < cg; k++) {
                 int64_t ch = gi * cg + k, si = p->group_scale ? gi : ch;
-                double a = ld(sc, si), bias = ld(b, si);
+                double a = kiln__cpu_load_f64(sc, si), bias = kiln__cpu_load_f64(b, si);
                 int64_t o = off + k * sp;
-                for (int64_t j = 0; j < sp; j++) st(&out[0], o + j, (ld(x, o + j) - m) * inv * a + bias);
+                for (int64_t j = 0; j < sp; j++)
+                    kiln__cpu_store_f64(&out[0], o + j, (kiln__cpu_load_f64(x, o + j) - m) * inv * a + bias);
             }
         }
     return KILN_OK;
@@ -228,9 +191,7 @@ static kiln_status run_groupnorm(const kiln_node *node, const void *params, cons
 static kiln_status run_lpnorm(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                               kiln_err *err)
 {
-    const norm_params *p = params;
-    kiln_status s = check_params(node, err);
-    if (s) return s;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0];
     int r = x->shape.rank;
     int axis = (int)(p->axis < 0 ? p->axis + r : p->axis);
@@ -240,12 +201,13 @@ static kiln_status run_lpnorm(const kiln_node *node, const void *params, const k
             int64_t base = o * len * inner + k;
             double acc = 0;
             for (int64_t j = 0; j < len; j++) {
-                double v = ld(x, base + j * inner);
+                double v = kiln__cpu_load_f64(x, base + j * inner);
                 acc += p->p == 1 ? fabs(v) : v * v;
             }
             double norm = p->p == 1 ? acc : sqrt(acc);
-            /* Zero vectors divide by zero as in the reference (NaN / inf). */
-            for (int64_t j = 0; j < len; j++) st(&out[0], base + j * inner, ld(x, base + j * inner) / norm);
+            /* A zero vector stays zero (ONNX's test data expects 0, not NaN). */
+            for (int64_t j = 0; j < len; j++)
+                kiln__cpu_store_f64(&out[0], base + j * inner, norm == 0 ? 0.0 : kiln__cpu_load_f64(x, base + j * inner) / norm);
         }
     return KILN_OK;
 }

@@ -4,6 +4,7 @@
  * Windows work on a geometry unified to three spatial dims.
  */
 #include "cpu.h"
+#include "../ir/ops_pool.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,24 +17,18 @@ typedef struct pool_geom {
 
 static int64_t dimv(const kiln_value *v, int i) { return v->shape.d[i].add; }
 
-static void attr_vec(const kiln_node *node, const char *name, int n, int64_t def, int64_t *dst)
-{
-    const int64_t *v;
-    int64_t cnt = kiln__attr_ints(node, name, &v);
-    for (int i = 0; i < n; i++) dst[i] = cnt == n ? v[i] : def;
-}
-
-static void pool_geom_init(const kiln_node *node, const kiln_value *x, const kiln_value *y, pool_geom *g)
+/* infer() checked that X has p->nsp spatial dims. */
+static void pool_geom_init(const kiln_pool_params *p, const kiln_value *x, const kiln_value *y, pool_geom *g)
 {
     int nsp = x->shape.rank - 2;
-    int64_t k[KILN_MAX_DIMS], s[KILN_MAX_DIMS], d[KILN_MAX_DIMS], pads[2 * KILN_MAX_DIMS];
-    attr_vec(node, "kernel_shape", nsp, 1, k);
-    attr_vec(node, "strides", nsp, 1, s);
-    attr_vec(node, "dilations", nsp, 1, d);
-    attr_vec(node, "pads", 2 * nsp, 0, pads);
-    const char *ap = kiln__attr_string(node, "auto_pad", "NOTSET");
-    bool upper = ap && !strcmp(ap, "SAME_UPPER"), lower = ap && !strcmp(ap, "SAME_LOWER");
-    bool valid = ap && !strcmp(ap, "VALID");
+    int64_t k[KILN_MAX_DIMS], s[KILN_MAX_DIMS], d[KILN_MAX_DIMS];
+    for (int i = 0; i < nsp; i++) {
+        k[i] = p->kernel[i];
+        s[i] = p->n_strides > 0 ? p->strides[i] : 1;
+        d[i] = p->n_dil > 0 ? p->dil[i] : 1;
+    }
+    bool upper = p->auto_pad == KILN_AUTO_PAD_SAME_UPPER, lower = p->auto_pad == KILN_AUTO_PAD_SAME_LOWER;
+    bool valid = p->auto_pad == KILN_AUTO_PAD_VALID;
     memset(g, 0, sizeof *g);
     g->planes = dimv(x, 0) * dimv(x, 1);
     for (int j = 0; j < 3; j++) g->in[j] = g->out[j] = g->k[j] = g->s[j] = g->d[j] = 1;
@@ -49,9 +44,9 @@ static void pool_geom_init(const kiln_node *node, const kiln_value *x, const kil
             if (total < 0) total = 0;
             g->pb[j] = upper ? total / 2 : total - total / 2;
             g->pe[j] = total - g->pb[j];
-        } else if (!valid) {
-            g->pb[j] = pads[i];
-            g->pe[j] = pads[i + nsp];
+        } else if (!valid && p->n_pads > 0) {
+            g->pb[j] = p->pads[i];
+            g->pe[j] = p->pads[i + nsp];
         }
     }
     g->in_sz = g->in[0] * g->in[1] * g->in[2];
@@ -101,11 +96,12 @@ static kiln_status oom(const kiln_node *node, kiln_err *err)
 static kiln_status pool_run(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                             kiln_err *err)
 {
+    const kiln_pool_params *pp = params;
     pool_geom g;
-    pool_geom_init(node, in[0], &out[0], &g);
+    pool_geom_init(pp, in[0], &out[0], &g);
     bool is_max = !strcmp(node->op_type, "MaxPool");
-    bool cip = kiln__attr_int(node, "count_include_pad", 0) != 0;
-    bool colmajor = kiln__attr_int(node, "storage_order", 0) != 0;
+    bool cip = pp->count_include_pad;
+    bool colmajor = pp->storage_order;
     int64_t *idx = is_max && node->n_out > 1 && node->out[1] >= 0 ? out[1].data : NULL;
     double *x = load_f64(in[0]);
     if (!x) return oom(node, err);

@@ -11,22 +11,12 @@
  *
  * infer() has already checked the axes, dtypes and shapes this code uses.
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
+#include "../ir/ops_reduce.h"
+#include "../ir/ops_util.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef enum red_op {
-    R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_LOGSUM, R_LOGSUMEXP, R_SUMSQ
-} red_op;
-
-/* Opset from which the op takes axes as an input (mirrors the schema table). */
-static int axes_input_since(const char *op) { return !strcmp(op, "ReduceSum") ? 13 : 18; }
-
-static bool is_float_dt(kiln_dtype dt)
-{
-    return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16 || dt == KILN_DT_BFLOAT16 || dt == KILN_DT_DOUBLE;
-}
 
 static bool is_unsigned_dt(kiln_dtype dt)
 {
@@ -68,39 +58,6 @@ static kiln_status check_in(const kiln_node *node, const kiln_value *x, const ki
     return KILN_OK;
 }
 
-/* The reduced axes; the schema's infer() validated them (range, duplicates). */
-static kiln_status reduced_axes(const kiln_node *node, const kiln_value *const *in, int r, bool mask[KILN_MAX_DIMS],
-                                kiln_err *err)
-{
-    memset(mask, 0, sizeof(bool) * KILN_MAX_DIMS);
-    int since = axes_input_since(node->op_type);
-    int64_t n = 0;
-    const int64_t *attr_axes = NULL;
-    const kiln_value *ax = NULL;
-    if (node->opset < since) {
-        n = kiln__attr_ints(node, "axes", &attr_axes);
-        if (n < 0) n = 0;
-    } else if (node->n_in > 1 && in[1]) {
-        ax = in[1];
-        n = kiln__value_numel(ax);
-        if (!ax->data || ax->nbytes < (size_t)n * kiln_dtype_size(ax->dtype))
-            return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): axes has no data", node->name, node->op_type);
-    }
-    if (n == 0) {
-        bool noop = node->opset >= since && kiln__attr_int(node, "noop_with_empty_axes", 0);
-        for (int i = 0; i < r; i++) mask[i] = !noop;
-        return KILN_OK;
-    }
-    for (int64_t i = 0; i < n; i++) {
-        int64_t a = attr_axes ? attr_axes[i] : kiln__value_get_i64(ax, i);
-        if (a < 0) a += r;
-        if (a < 0 || a >= r)
-            return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): axis out of range", node->name, node->op_type);
-        mask[a] = true;
-    }
-    return KILN_OK;
-}
-
 /* Walks the input in row-major order, keeping the matching output offset. */
 typedef struct out_iter {
     int r;
@@ -130,66 +87,63 @@ static inline void iter_next(out_iter *it)
     }
 }
 
-static double load_f(const kiln_value *x, int64_t i)
-{
-    if (x->dtype == KILN_DT_FLOAT) return ((const float *)x->data)[i];
-    return kiln__value_get_f64(x, i);
-}
-
 /* Floating-point path, also used for integer Mean/L2/LogSum/LogSumExp. */
-static kiln_status reduce_double(const kiln_node *node, red_op op, const kiln_value *x, const bool *mask,
+static kiln_status reduce_double(const kiln_node *node, kiln_reduce_op op, const kiln_value *x, const bool *mask,
                                  int64_t count, kiln_value *y, kiln_err *err)
 {
     int64_t n = kiln__value_numel(x), on = kiln__value_numel(y);
     double *acc = kiln__malloc((size_t)on * sizeof *acc);
-    double *mx = op == R_LOGSUMEXP ? kiln__malloc((size_t)on * sizeof *mx) : NULL;
-    if (!acc || (op == R_LOGSUMEXP && !mx)) {
+    double *mx = op == KILN_REDUCE_LOG_SUM_EXP ? kiln__malloc((size_t)on * sizeof *mx) : NULL;
+    if (!acc || (op == KILN_REDUCE_LOG_SUM_EXP && !mx)) {
         free(acc);
         free(mx);
         return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of memory", node->name, node->op_type);
     }
-    double init = op == R_MAX ? -INFINITY : op == R_MIN ? INFINITY : op == R_PROD ? 1.0 : 0.0;
+    double init = op == KILN_REDUCE_MAX    ? -INFINITY
+                  : op == KILN_REDUCE_MIN  ? INFINITY
+                  : op == KILN_REDUCE_PROD ? 1.0
+                                           : 0.0;
     for (int64_t o = 0; o < on; o++) acc[o] = init;
     out_iter it;
     if (n == 0) goto finish;
-    if (op == R_LOGSUMEXP) {
+    if (op == KILN_REDUCE_LOG_SUM_EXP) {
         /* First pass: the max of each cell, so exp() cannot overflow. */
         for (int64_t o = 0; o < on; o++) mx[o] = -INFINITY;
         iter_init(&it, &x->shape, mask);
         for (int64_t i = 0; i < n; i++, iter_next(&it)) {
-            double v = load_f(x, i);
+            double v = kiln__cpu_load_f64(x, i);
             if (v > mx[it.o] || isnan(v)) mx[it.o] = isnan(mx[it.o]) ? mx[it.o] : v;
         }
     }
     iter_init(&it, &x->shape, mask);
     for (int64_t i = 0; i < n; i++, iter_next(&it)) {
-        double v = load_f(x, i), *a = &acc[it.o];
+        double v = kiln__cpu_load_f64(x, i), *a = &acc[it.o];
         switch (op) {
-        case R_SUM: case R_MEAN: case R_LOGSUM: *a += v; break;
-        case R_MAX: if (!isnan(*a) && (isnan(v) || v > *a)) *a = v; break;
-        case R_MIN: if (!isnan(*a) && (isnan(v) || v < *a)) *a = v; break;
-        case R_PROD: *a *= v; break;
-        case R_L1: *a += fabs(v); break;
-        case R_L2: case R_SUMSQ: *a += v * v; break;
-        case R_LOGSUMEXP: {
+        case KILN_REDUCE_SUM: case KILN_REDUCE_MEAN: case KILN_REDUCE_LOG_SUM: *a += v; break;
+        case KILN_REDUCE_MAX: if (!isnan(*a) && (isnan(v) || v > *a)) *a = v; break;
+        case KILN_REDUCE_MIN: if (!isnan(*a) && (isnan(v) || v < *a)) *a = v; break;
+        case KILN_REDUCE_PROD: *a *= v; break;
+        case KILN_REDUCE_L1: *a += fabs(v); break;
+        case KILN_REDUCE_L2: case KILN_REDUCE_SUM_SQUARE: *a += v * v; break;
+        case KILN_REDUCE_LOG_SUM_EXP: {
             double m = mx[it.o];
             *a += exp(v - (isfinite(m) ? m : 0.0));
             break;
         }
+        default: break; /* ArgMax/ArgMin run elsewhere */
         }
     }
 finish:
     for (int64_t o = 0; o < on; o++) {
         double v = acc[o];
         switch (op) {
-        case R_MEAN: v = v / (double)count; break;
-        case R_L2: v = sqrt(v); break;
-        case R_LOGSUM: v = log(v); break;
-        case R_LOGSUMEXP: v = isfinite(mx[o]) ? log(v) + mx[o] : mx[o]; break;
+        case KILN_REDUCE_MEAN: v = v / (double)count; break;
+        case KILN_REDUCE_L2: v = sqrt(v); break;
+        case KILN_REDUCE_LOG_SUM: v = log(v); break;
+        case KILN_REDUCE_LOG_SUM_EXP: v = isfinite(mx[o]) ? log(v) + mx[o] : mx[o]; break;
         default: break;
         }
-        if (y->dtype == KILN_DT_FLOAT) ((float *)y->data)[o] = (float)v;
-        else kiln__value_set_f64(y, o, v);
+        kiln__cpu_store_f64(y, o, v);
     }
     free(acc);
     free(mx);
@@ -197,8 +151,8 @@ finish:
 }
 
 /* Exact integer path for Sum/Prod/Max/Min/L1/SumSquare (and bool Max/Min). */
-static kiln_status reduce_int(const kiln_node *node, red_op op, const kiln_value *x, const bool *mask, kiln_value *y,
-                              kiln_err *err)
+static kiln_status reduce_int(const kiln_node *node, kiln_reduce_op op, const kiln_value *x, const bool *mask,
+                              kiln_value *y, kiln_err *err)
 {
     int64_t n = kiln__value_numel(x), on = kiln__value_numel(y);
     bool uns = is_unsigned_dt(x->dtype);
@@ -207,7 +161,10 @@ static kiln_status reduce_int(const kiln_node *node, red_op op, const kiln_value
     int_limits(x->dtype, &lo, &hi);
     uint64_t *acc = kiln__malloc((size_t)on * sizeof *acc);
     if (!acc) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of memory", node->name, node->op_type);
-    uint64_t init = op == R_MAX ? (uint64_t)lo : op == R_MIN ? hi : op == R_PROD ? 1 : 0;
+    uint64_t init = op == KILN_REDUCE_MAX    ? (uint64_t)lo
+                    : op == KILN_REDUCE_MIN  ? hi
+                    : op == KILN_REDUCE_PROD ? 1
+                                             : 0;
     for (int64_t o = 0; o < on; o++) acc[o] = init;
     out_iter it;
     if (n > 0) iter_init(&it, &x->shape, mask);
@@ -215,12 +172,12 @@ static kiln_status reduce_int(const kiln_node *node, red_op op, const kiln_value
         uint64_t v = get_bits(x, i), *a = &acc[it.o];
         /* Unsigned arithmetic wraps modulo 2^64, which is two's complement for the signed types too. */
         switch (op) {
-        case R_SUM: *a += v; break;
-        case R_PROD: *a *= v; break;
-        case R_SUMSQ: *a += v * v; break;
-        case R_L1: *a += (!uns && (int64_t)v < 0) ? (uint64_t)0 - v : v; break;
-        case R_MAX: if (uns ? v > *a : (int64_t)v > (int64_t)*a) *a = v; break;
-        case R_MIN: if (uns ? v < *a : (int64_t)v < (int64_t)*a) *a = v; break;
+        case KILN_REDUCE_SUM: *a += v; break;
+        case KILN_REDUCE_PROD: *a *= v; break;
+        case KILN_REDUCE_SUM_SQUARE: *a += v * v; break;
+        case KILN_REDUCE_L1: *a += (!uns && (int64_t)v < 0) ? (uint64_t)0 - v : v; break;
+        case KILN_REDUCE_MAX: if (uns ? v > *a : (int64_t)v > (int64_t)*a) *a = v; break;
+        case KILN_REDUCE_MIN: if (uns ? v < *a : (int64_t)v < (int64_t)*a) *a = v; break;
         default: break;
         }
     }
@@ -229,9 +186,11 @@ static kiln_status reduce_int(const kiln_node *node, red_op op, const kiln_value
     return KILN_OK;
 }
 
-static kiln_status run_reduce(const kiln_node *node, red_op op, const kiln_value *const *in, kiln_value *out,
-                              kiln_err *err)
+static kiln_status run_reduce(const kiln_node *node, const void *params, const kiln_value *const *in,
+                              kiln_value *out, kiln_err *err)
 {
+    const kiln_reduce_params *p = params;
+    kiln_reduce_op op = p->op;
     const kiln_value *x = in[0];
     kiln_value *y = &out[0];
     kiln_status s = check_in(node, x, y, err);
@@ -239,9 +198,11 @@ static kiln_status run_reduce(const kiln_node *node, red_op op, const kiln_value
     if (x->dtype != y->dtype)
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): output type differs from input", node->name,
                           node->op_type);
-    bool mask[KILN_MAX_DIMS];
-    int r = x->shape.rank;
-    if ((s = reduced_axes(node, in, r, mask, err))) return s;
+    bool mask[KILN_MAX_DIMS], known;
+    int r = x->shape.rank, n_axes;
+    if ((s = kiln__reduce_axes(node, p, in, r, mask, &known, &n_axes, err))) return s;
+    if (!known)
+        return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): axes has no data", node->name, node->op_type);
     /* Products checked: an empty input may have other dims whose product overflows. */
     int64_t count = 1, expect = 1;
     bool ovf = false;
@@ -250,44 +211,29 @@ static kiln_status run_reduce(const kiln_node *node, red_op op, const kiln_value
     if (ovf || expect != kiln__value_numel(y))
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): output size does not match the axes", node->name,
                           node->op_type);
-    if (is_float_dt(x->dtype) || op == R_MEAN || op == R_L2 || op == R_LOGSUM || op == R_LOGSUMEXP)
+    if (kiln__dtype_is_float(x->dtype) || op == KILN_REDUCE_MEAN || op == KILN_REDUCE_L2 ||
+        op == KILN_REDUCE_LOG_SUM || op == KILN_REDUCE_LOG_SUM_EXP)
         return reduce_double(node, op, x, mask, count, y, err);
     return reduce_int(node, op, x, mask, y, err);
 }
 
-#define REDUCE_KERNEL(fn, op)                                                                      \
-    static kiln_status fn(const kiln_node *node, const void *params, const kiln_value *const *in, \
-                          kiln_value *out, kiln_err *err)                                          \
-    {                                                                                              \
-        return run_reduce(node, op, in, out, err);                                                 \
-    }
-
-REDUCE_KERNEL(run_sum, R_SUM)
-REDUCE_KERNEL(run_mean, R_MEAN)
-REDUCE_KERNEL(run_max, R_MAX)
-REDUCE_KERNEL(run_min, R_MIN)
-REDUCE_KERNEL(run_prod, R_PROD)
-REDUCE_KERNEL(run_l1, R_L1)
-REDUCE_KERNEL(run_l2, R_L2)
-REDUCE_KERNEL(run_log_sum, R_LOGSUM)
-REDUCE_KERNEL(run_log_sum_exp, R_LOGSUMEXP)
-REDUCE_KERNEL(run_sum_square, R_SUMSQ)
-
 /* ---- ArgMax / ArgMin ---- */
 
-static kiln_status run_arg(const kiln_node *node, bool is_max, const kiln_value *const *in, kiln_value *out,
-                           kiln_err *err)
+static kiln_status run_arg(const kiln_node *node, const void *params, const kiln_value *const *in,
+                           kiln_value *out, kiln_err *err)
 {
+    const kiln_reduce_params *p = params;
+    bool is_max = p->op == KILN_REDUCE_ARGMAX;
     const kiln_value *x = in[0];
     kiln_value *y = &out[0];
     kiln_status s = check_in(node, x, y, err);
     if (s) return s;
     int r = x->shape.rank;
-    int64_t axis = kiln__attr_int(node, "axis", 0);
+    int64_t axis = p->axis;
     if (axis < 0) axis += r;
     if (axis < 0 || axis >= r || y->dtype != KILN_DT_INT64)
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): axis out of range", node->name, node->op_type);
-    bool last = kiln__attr_int(node, "select_last_index", 0) != 0;
+    bool last = p->select_last_index;
     if (kiln__value_numel(x) == 0) return KILN_OK; /* infer() refused an empty axis: nothing to write */
     int64_t outer = 1, n = x->shape.d[axis].add, inner = 1;
     for (int i = 0; i < r; i++) {
@@ -297,15 +243,15 @@ static kiln_status run_arg(const kiln_node *node, bool is_max, const kiln_value 
     if (n <= 0 || kiln__value_numel(y) != outer * inner)
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): the reduced axis is empty", node->name, node->op_type);
     int64_t *py = y->data;
-    bool fl = is_float_dt(x->dtype), uns = is_unsigned_dt(x->dtype);
+    bool fl = kiln__dtype_is_float(x->dtype), uns = is_unsigned_dt(x->dtype);
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * n * inner + i, best = 0;
             if (fl) {
                 /* NaN wins, as in numpy; ties go to the first or last index as asked. */
-                double b = load_f(x, base);
+                double b = kiln__cpu_load_f64(x, base);
                 for (int64_t j = 1; j < n; j++) {
-                    double v = load_f(x, base + j * inner);
+                    double v = kiln__cpu_load_f64(x, base + j * inner);
                     bool better = isnan(b) ? (last && isnan(v))
                                            : isnan(v) || (is_max ? v > b : v < b) || (last && v == b);
                     if (better) {
@@ -330,30 +276,19 @@ static kiln_status run_arg(const kiln_node *node, bool is_max, const kiln_value 
     return KILN_OK;
 }
 
-static kiln_status run_argmax(const kiln_node *node, const void *params, const kiln_value *const *in,
-                              kiln_value *out, kiln_err *err)
-{
-    return run_arg(node, true, in, out, err);
-}
-
-static kiln_status run_argmin(const kiln_node *node, const void *params, const kiln_value *const *in,
-                              kiln_value *out, kiln_err *err)
-{
-    return run_arg(node, false, in, out, err);
-}
-
 const kiln_cpu_kernel kiln__cpu_reduce[] = {
-    {"ReduceSum", "", run_sum},
-    {"ReduceMean", "", run_mean},
-    {"ReduceMax", "", run_max},
-    {"ReduceMin", "", run_min},
-    {"ReduceProd", "", run_prod},
-    {"ReduceL1", "", run_l1},
-    {"ReduceL2", "", run_l2},
-    {"ReduceLogSum", "", run_log_sum},
-    {"ReduceLogSumExp", "", run_log_sum_exp},
-    {"ReduceSumSquare", "", run_sum_square},
-    {"ArgMax", "", run_argmax},
-    {"ArgMin", "", run_argmin},
+    /* The parsed params say which reduction. */
+    {"ReduceSum", "", run_reduce},
+    {"ReduceMean", "", run_reduce},
+    {"ReduceMax", "", run_reduce},
+    {"ReduceMin", "", run_reduce},
+    {"ReduceProd", "", run_reduce},
+    {"ReduceL1", "", run_reduce},
+    {"ReduceL2", "", run_reduce},
+    {"ReduceLogSum", "", run_reduce},
+    {"ReduceLogSumExp", "", run_reduce},
+    {"ReduceSumSquare", "", run_reduce},
+    {"ArgMax", "", run_arg},
+    {"ArgMin", "", run_arg},
     {0},
 };

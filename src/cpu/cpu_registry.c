@@ -5,7 +5,8 @@
 static const kiln_cpu_kernel *const families[] = {
     kiln__cpu_elementwise, kiln__cpu_activation, kiln__cpu_conv,   kiln__cpu_pool,
     kiln__cpu_matmul,      kiln__cpu_shape,      kiln__cpu_movement, kiln__cpu_resize,
-    kiln__cpu_reduce,      kiln__cpu_norm,       kiln__cpu_sampling,
+    kiln__cpu_reduce,      kiln__cpu_norm,       kiln__cpu_sampling, kiln__cpu_lrn, kiln__cpu_indexing,
+    kiln__cpu_fused,
 };
 
 static bool same_domain(const char *a, const char *b)

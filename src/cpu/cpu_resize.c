@@ -9,47 +9,10 @@
  * edge-clamped neighbourhoods and antialiasing filters.
  */
 #include "cpu.h"
+#include "../ir/ops_resize.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Same layout as in src/ir/ops_resize.c; kiln__resize_params_size guards drift. */
-typedef struct resize_params {
-    int op;
-    int mode;
-    int ctm;
-    int nearest;
-    int exclude_outside;
-    int antialias;
-    int keep_aspect;
-    float cubic_a;
-    float extrapolation;
-    int n_axes;
-    int64_t axes[KILN_MAX_DIMS];
-    int n_attr_scales;
-    float attr_scales[KILN_MAX_DIMS];
-} resize_params;
-
-enum {
-    RZ_CTM_HALF_PIXEL,
-    RZ_CTM_HALF_PIXEL_SYMMETRIC,
-    RZ_CTM_PYTORCH_HALF_PIXEL,
-    RZ_CTM_ALIGN_CORNERS,
-    RZ_CTM_ASYMMETRIC,
-    RZ_CTM_TF_HALF_PIXEL_FOR_NN,
-    RZ_CTM_TF_CROP_AND_RESIZE,
-};
-enum {
-    RZ_NEAREST_ROUND_PREFER_FLOOR,
-    RZ_NEAREST_ROUND_PREFER_CEIL,
-    RZ_NEAREST_FLOOR,
-    RZ_NEAREST_CEIL,
-    RZ_NEAREST_SIMPLE,
-};
-
-extern const size_t kiln__resize_params_size;
-kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, const kiln_value *const *in, int r,
-                                  const int64_t *in_dims, int64_t *out_dims, double *scales, double *roi, kiln_err *err);
 
 /* Taps of one axis: for output index o, taps [o*n, o*n+cnt[o]) of idx / w. */
 typedef struct axis_taps {
@@ -72,26 +35,26 @@ static void taps_free(axis_taps *t)
 }
 
 /* Input coordinate of output index x along one axis; *outside for tf_crop_and_resize. */
-static double original_coord(const resize_params *p, int64_t x, double scale, int64_t in_len, int64_t out_len,
+static double original_coord(const kiln_resize_params *p, int64_t x, double scale, int64_t in_len, int64_t out_len,
                              double roi_s, double roi_e, bool *outside)
 {
     double out_w = scale * (double)in_len; /* the ONNX reference uses the unrounded output length */
     double xf = (double)x, v;
     *outside = false;
     switch (p->ctm) {
-    case RZ_CTM_ALIGN_CORNERS:
+    case KILN_RESIZE_CTM_ALIGN_CORNERS:
         v = out_w == 1.0 ? 0.0 : xf * (double)(in_len - 1) / (out_w - 1.0);
         break;
-    case RZ_CTM_ASYMMETRIC: v = xf / scale; break;
-    case RZ_CTM_TF_HALF_PIXEL_FOR_NN: v = (xf + 0.5) / scale; break;
-    case RZ_CTM_TF_CROP_AND_RESIZE:
+    case KILN_RESIZE_CTM_ASYMMETRIC: v = xf / scale; break;
+    case KILN_RESIZE_CTM_TF_HALF_PIXEL_FOR_NN: v = (xf + 0.5) / scale; break;
+    case KILN_RESIZE_CTM_TF_CROP_AND_RESIZE:
         if (out_w == 1.0) v = (roi_e - roi_s) * (double)(in_len - 1) / 2.0;
         else v = xf * (roi_e - roi_s) * (double)(in_len - 1) / (out_w - 1.0);
         v += roi_s * (double)(in_len - 1);
         if (v < 0 || v > (double)(in_len - 1)) *outside = true;
         break;
-    case RZ_CTM_PYTORCH_HALF_PIXEL: v = out_w == 1.0 ? -0.5 : (xf + 0.5) / scale - 0.5; break;
-    case RZ_CTM_HALF_PIXEL_SYMMETRIC: {
+    case KILN_RESIZE_CTM_PYTORCH_HALF_PIXEL: v = out_w == 1.0 ? -0.5 : (xf + 0.5) / scale - 0.5; break;
+    case KILN_RESIZE_CTM_HALF_PIXEL_SYMMETRIC: {
         double adjustment = (double)out_len / out_w;
         double offset = (double)in_len / 2.0 * (1.0 - adjustment);
         v = offset + (xf + 0.5) / scale - 0.5;
@@ -111,17 +74,17 @@ static double clampd(double v)
     return v < -1e15 ? -1e15 : v > 1e15 ? 1e15 : v;
 }
 
-static int64_t nearest_index(const resize_params *p, double x, double scale)
+static int64_t nearest_index(const kiln_resize_params *p, double x, double scale)
 {
     double f = floor(x);
     double r = x - f;
     int64_t i = (int64_t)f;
     if (r == 0) return i;
     switch (p->nearest) {
-    case RZ_NEAREST_ROUND_PREFER_CEIL: return r < 0.5 ? i : i + 1;
-    case RZ_NEAREST_FLOOR: return i;
-    case RZ_NEAREST_CEIL: return i + 1;
-    case RZ_NEAREST_SIMPLE: return scale < 1.0 ? i + 1 : i;
+    case KILN_RESIZE_NEAREST_ROUND_PREFER_CEIL: return r < 0.5 ? i : i + 1;
+    case KILN_RESIZE_NEAREST_FLOOR: return i;
+    case KILN_RESIZE_NEAREST_CEIL: return i + 1;
+    case KILN_RESIZE_NEAREST_SIMPLE: return scale < 1.0 ? i + 1 : i;
     default: return r <= 0.5 ? i : i + 1;
     }
 }
@@ -138,15 +101,15 @@ static double cubic_weight(double x, double a)
  * Filter taps for a fractional position `ratio` in (0, 1] after the base
  * index: c[j] weighs input base + start + j. Returns the tap count.
  */
-static int filter_taps(const resize_params *p, double ratio, double scale, int *start, double *c, int cap)
+static int filter_taps(const kiln_resize_params *p, double ratio, double scale, int *start, double *c, int cap)
 {
-    if (p->mode == 1 && !p->antialias) {
+    if (p->mode == KILN_RESIZE_LINEAR && !p->antialias) {
         *start = 0;
         c[0] = 1 - ratio;
         c[1] = ratio;
         return 2;
     }
-    if (p->mode == 2 && !p->antialias) {
+    if (p->mode == KILN_RESIZE_CUBIC && !p->antialias) {
         double a = p->cubic_a, t = ratio;
         *start = -1;
         c[0] = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a;
@@ -157,15 +120,15 @@ static int filter_taps(const resize_params *p, double ratio, double scale, int *
     }
     /* Antialiasing stretches the filter by 1/scale when downscaling. */
     double s = scale < 1.0 ? scale : 1.0;
-    double support = p->mode == 1 ? 1.0 : 2.0;
+    double support = p->mode == KILN_RESIZE_LINEAR ? 1.0 : 2.0;
     int st = (int)floor(-support / s) + 1;
     int n = 2 - 2 * st;
     if (n > cap) n = cap; /* cap is sized from the same formula; this only guards */
     double sum = 0;
     for (int j = 0; j < n; j++) {
         double arg = ((double)(st + j) - ratio) * s;
-        double v = p->mode == 1 ? 1 - fabs(arg) : cubic_weight(arg, p->cubic_a);
-        if (p->mode == 1 && v < 0) v = 0;
+        double v = p->mode == KILN_RESIZE_LINEAR ? 1 - fabs(arg) : cubic_weight(arg, p->cubic_a);
+        if (p->mode == KILN_RESIZE_LINEAR && v < 0) v = 0;
         c[j] = v;
         sum += v;
     }
@@ -175,23 +138,25 @@ static int filter_taps(const resize_params *p, double ratio, double scale, int *
     return n;
 }
 
-static int max_taps(const resize_params *p, double scale)
+static int max_taps(const kiln_resize_params *p, double scale)
 {
-    if (p->mode == 0) return 1;
-    if (!p->antialias) return p->mode == 1 ? 2 : 4;
+    if (p->mode == KILN_RESIZE_NEAREST) return 1;
+    if (!p->antialias) return p->mode == KILN_RESIZE_LINEAR ? 2 : 4;
     double s = scale < 1.0 ? scale : 1.0;
-    double support = p->mode == 1 ? 1.0 : 2.0;
+    double support = p->mode == KILN_RESIZE_LINEAR ? 1.0 : 2.0;
     double st = floor(-support / s) + 1;
     return (int)(2 - 2 * st);
 }
 
-static kiln_status build_taps(const kiln_node *node, const resize_params *p, double scale, int64_t in_len,
+static kiln_status build_taps(const kiln_node *node, const kiln_resize_params *p, double scale, int64_t in_len,
                               int64_t out_len, double roi_s, double roi_e, axis_taps *t, kiln_err *err)
 {
     memset(t, 0, sizeof *t);
     t->in_len = in_len;
     t->out_len = out_len;
-    double nt = p->mode && p->antialias ? 2.0 * ceil((p->mode == 1 ? 1.0 : 2.0) / (scale < 1.0 ? scale : 1.0)) + 2 : 4;
+    double nt = p->mode != KILN_RESIZE_NEAREST && p->antialias
+                    ? 2.0 * ceil((p->mode == KILN_RESIZE_LINEAR ? 1.0 : 2.0) / (scale < 1.0 ? scale : 1.0)) + 2
+                    : 4;
     if (nt > 4096 || nt * (double)out_len > (double)((int64_t)1 << 32))
         return kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): antialias filter for scale %g is too wide", node->name,
                           node->op_type, scale);
@@ -219,7 +184,7 @@ static kiln_status build_taps(const kiln_node *node, const resize_params *p, dou
             t->cnt[o] = 0;
             continue;
         }
-        if (p->mode == 0) {
+        if (p->mode == KILN_RESIZE_NEAREST) {
             ix[0] = clamp64(nearest_index(p, x, scale), 0, in_len - 1);
             w[0] = 1;
             t->cnt[o] = 1;
@@ -320,6 +285,36 @@ static kiln_status resample_axis(const kiln_value *src_v, const double *src_b, i
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < axis; i++) outer *= dims[i];
     for (int i = axis + 1; i < r; i++) inner *= dims[i];
+    if (inner == 1) {
+        /* Innermost axis: load each source row once, then one dot product per output. */
+        double *srow = malloc((size_t)(t->in_len + 1) * sizeof *srow), *drow = malloc((size_t)(t->out_len + 1) * sizeof *drow);
+        if (!srow || !drow) {
+            free(srow);
+            free(drow);
+            return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory in resize");
+        }
+        for (int64_t a = 0; a < outer; a++) {
+            const double *sr = srow;
+            if (src_b) {
+                sr = src_b + a * t->in_len;
+            } else {
+                memset(srow, 0, (size_t)t->in_len * sizeof *srow);
+                accumulate(src_v, NULL, a * t->in_len, t->in_len, 1.0, srow);
+            }
+            double *dr = dst_b ? dst_b + a * t->out_len : drow;
+            for (int64_t o = 0; o < t->out_len; o++) {
+                const int64_t *ix = t->idx + o * t->n;
+                const double *w = t->w + o * t->n;
+                double acc = 0;
+                for (int j = 0; j < t->cnt[o]; j++) acc += w[j] * sr[ix[j]];
+                dr[o] = acc;
+            }
+            if (!dst_b) store_row(dst_v, a * t->out_len, t->out_len, drow);
+        }
+        free(srow);
+        free(drow);
+        return KILN_OK;
+    }
     double *row = NULL;
     if (!dst_b) {
         row = malloc((size_t)(inner ? inner : 1) * sizeof *row);
@@ -409,9 +404,7 @@ static void apply_extrapolation(kiln_value *y, int r, const int64_t *out_dims, c
 static kiln_status run_resize(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                               kiln_err *err)
 {
-    const resize_params *p = params;
-    if (kiln__resize_params_size != sizeof *p)
-        return kiln__fail(err, KILN_ERR_INTERNAL, "resize params layout differs between ir and cpu");
+    const kiln_resize_params *p = params;
     const kiln_value *x = in[0];
     kiln_value *y = &out[0];
     int r = x->shape.rank;
@@ -420,7 +413,7 @@ static kiln_status run_resize(const kiln_node *node, const void *params, const k
     int64_t in_dims[KILN_MAX_DIMS] = {0}, out_dims[KILN_MAX_DIMS] = {0};
     double scales[KILN_MAX_DIMS], roi[2 * KILN_MAX_DIMS];
     for (int i = 0; i < r; i++) in_dims[i] = x->shape.d[i].add;
-    kiln_status s = kiln__resize_geometry(node, params, in, r, in_dims, out_dims, scales, roi, err);
+    kiln_status s = kiln__resize_geometry(node, p, in, r, in_dims, out_dims, scales, roi, err);
     if (s) return s;
     for (int i = 0; i < r; i++)
         if (y->shape.d[i].add != out_dims[i])
@@ -442,7 +435,7 @@ static kiln_status run_resize(const kiln_node *node, const void *params, const k
     bool any_outside = false;
     for (int i = 0; i < r; i++) any_outside |= taps[i].any_outside;
 
-    if (p->mode == 0) {
+    if (p->mode == KILN_RESIZE_NEAREST) {
         gather_nearest(x, y, r, in_dims, out_dims, taps);
     } else {
         /* Shrinking axes first keeps the intermediate tensors small. */

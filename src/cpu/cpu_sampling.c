@@ -5,27 +5,13 @@
  * clamped (border) or mirrored (reflection) before sampling, and taps outside
  * the input read zero (zeros), the edge (border) or a mirrored pixel.
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
+#include "../ir/ops_sampling.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Same layout as in src/ir/ops_sampling.c; kiln__sampling_params_size guards drift. */
-typedef struct gridsample_params {
-    int mode;
-    int padding;
-    int align_corners;
-} gridsample_params;
-
-extern const size_t kiln__sampling_params_size;
-
 #define GS_MAX_SPATIAL (KILN_MAX_DIMS - 2)
-
-static inline double ld(const kiln_value *v, int64_t i)
-{
-    if (v->dtype == KILN_DT_FLOAT) return ((const float *)v->data)[i];
-    return kiln__value_get_f64(v, i);
-}
 
 /* Mirrors x into [lo, hi] as many times as needed. */
 static double reflect(double x, double lo, double hi)
@@ -52,10 +38,10 @@ static double cubic_w(double x, int j)
 }
 
 /* One tap index along an axis after padding: -1 when it reads zero. */
-static int64_t tap_index(const gridsample_params *p, int64_t i, int64_t len, double lo, double hi)
+static int64_t tap_index(const kiln_gridsample_params *p, int64_t i, int64_t len, double lo, double hi)
 {
-    if (p->padding == 0) return (i >= 0 && i < len) ? i : -1;
-    if (p->padding == 1) return i < 0 ? 0 : i >= len ? len - 1 : i;
+    if (p->padding == KILN_GRIDSAMPLE_ZEROS) return (i >= 0 && i < len) ? i : -1;
+    if (p->padding == KILN_GRIDSAMPLE_BORDER) return i < 0 ? 0 : i >= len ? len - 1 : i;
     double f = reflect((double)i, lo, hi);
     int64_t k = (int64_t)f; /* truncation, as the reference's int() */
     return k < 0 ? 0 : k >= len ? len - 1 : k;
@@ -64,9 +50,7 @@ static int64_t tap_index(const gridsample_params *p, int64_t i, int64_t len, dou
 static kiln_status run_gridsample(const kiln_node *node, const void *params, const kiln_value *const *in,
                                   kiln_value *out, kiln_err *err)
 {
-    const gridsample_params *p = params;
-    if (kiln__sampling_params_size != sizeof *p)
-        return kiln__fail(err, KILN_ERR_INTERNAL, "GridSample params layout differs between ir and cpu");
+    const kiln_gridsample_params *p = params;
     const kiln_value *x = in[0], *g = in[1];
     kiln_value *y = &out[0];
     int r = x->shape.rank, D = r - 2;
@@ -88,7 +72,7 @@ static kiln_status run_gridsample(const kiln_node *node, const void *params, con
         lo[i] = p->align_corners ? 0.0 : -0.5;
         hi[i] = p->align_corners ? (double)len[i] - 1.0 : (double)len[i] - 0.5;
     }
-    int taps = p->mode == 0 ? 1 : p->mode == 1 ? 2 : 4;
+    int taps = p->mode == KILN_GRIDSAMPLE_NEAREST ? 1 : p->mode == KILN_GRIDSAMPLE_LINEAR ? 2 : 4;
     int64_t combos = 1;
     for (int i = 0; i < D; i++) combos *= taps;
     int64_t *coff = malloc((size_t)combos * sizeof *coff);
@@ -112,25 +96,25 @@ static kiln_status run_gridsample(const kiln_node *node, const void *params, con
             bool empty = false;
             for (int i = 0; i < D; i++) {
                 /* grid lists the innermost spatial dim first. */
-                double gn = ld(g, gbase + (D - 1 - i));
+                double gn = kiln__cpu_load_f64(g, gbase + (D - 1 - i));
                 double l = (double)len[i];
                 float xf = p->align_corners ? (float)((gn + 1) / 2.0 * (l - 1)) : (float)(((gn + 1) * l - 1) / 2.0);
                 double c = xf;
                 if (isnan(c)) c = -1e9;
                 c = c < -1e9 ? -1e9 : c > 1e9 ? 1e9 : c;
                 /* Half to even in every rank: ONNX's volumetric test data was made that way. */
-                if (p->mode == 0) c = nearbyint(c);
+                if (p->mode == KILN_GRIDSAMPLE_NEAREST) c = nearbyint(c);
                 if (c < lo[i] || c > hi[i]) {
-                    if (p->padding == 1) c = c < 0 ? 0 : c > l - 1 ? l - 1 : c;
-                    else if (p->padding == 2) c = reflect(c, lo[i], hi[i]);
+                    if (p->padding == KILN_GRIDSAMPLE_BORDER) c = c < 0 ? 0 : c > l - 1 ? l - 1 : c;
+                    else if (p->padding == KILN_GRIDSAMPLE_REFLECTION) c = reflect(c, lo[i], hi[i]);
                 }
-                if (p->mode == 0) {
+                if (p->mode == KILN_GRIDSAMPLE_NEAREST) {
                     tidx[i][0] = tap_index(p, (int64_t)c, len[i], lo[i], hi[i]);
                     tw[i][0] = 1;
                 } else {
                     double f = floor(c), t = c - f;
                     int64_t i0 = (int64_t)f;
-                    if (p->mode == 1) {
+                    if (p->mode == KILN_GRIDSAMPLE_LINEAR) {
                         tidx[i][0] = tap_index(p, i0, len[i], lo[i], hi[i]);
                         tidx[i][1] = tap_index(p, i0 + 1, len[i], lo[i], hi[i]);
                         tw[i][0] = 1 - t;
@@ -171,10 +155,8 @@ static kiln_status run_gridsample(const kiln_node *node, const void *params, con
             for (int64_t c = 0; c < C; c++) {
                 int64_t xb = (n * C + c) * in_sp;
                 double acc = 0;
-                for (int64_t k = 0; k < nc; k++) acc += cw[k] * ld(x, xb + coff[k]);
-                int64_t yi = (n * C + c) * out_sp + o;
-                if (y->dtype == KILN_DT_FLOAT) ((float *)y->data)[yi] = (float)acc;
-                else kiln__value_set_f64(y, yi, acc);
+                for (int64_t k = 0; k < nc; k++) acc += cw[k] * kiln__cpu_load_f64(x, xb + coff[k]);
+                kiln__cpu_store_f64(y, (n * C + c) * out_sp + o, acc);
             }
         }
     }

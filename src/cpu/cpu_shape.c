@@ -2,28 +2,16 @@
  * CPU reference kernels of the shape family. Shapes were validated by the
  * schemas' infer(); data moves by element size so every dtype works.
  */
-#include "cpu.h"
+#include "cpu_ops_util.h"
+#include "../ir/ops_shape.h"
 #include <string.h>
-
-/* Defined in src/ir/ops_shape.c next to the shape rules they share with infer(). */
-void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end);
-int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta);
-
-static kiln_status elem_size(const kiln_node *node, kiln_dtype dt, size_t *es, kiln_err *err)
-{
-    *es = kiln_dtype_size(dt);
-    if (*es == 0 || dt == KILN_DT_STRING)
-        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): type %s unsupported on CPU",
-                          node->name, node->op_type, kiln_dtype_name(dt));
-    return KILN_OK;
-}
 
 /* Shape, Identity, Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new view. */
 static kiln_status run_copy(const kiln_node *node, const void *params, const kiln_value *const *in,
                             kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, in[0]->dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, in[0]->dtype, &es, err);
     if (st) return st;
     size_t n = in[0]->nbytes < out[0].nbytes ? in[0]->nbytes : out[0].nbytes;
     if (in[0]->nbytes != out[0].nbytes)
@@ -37,7 +25,7 @@ static kiln_status run_shape(const kiln_node *node, const void *params, const ki
                              kiln_value *out, kiln_err *err)
 {
     int b, e;
-    kiln__shape_op_range(node, in[0]->shape.rank, &b, &e);
+    kiln__shape_op_range(params, in[0]->shape.rank, &b, &e);
     int64_t *o = out[0].data;
     if (kiln__value_numel(&out[0]) != e - b)
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (Shape): output size", node->name);
@@ -62,13 +50,13 @@ static kiln_status run_constant_of_shape(const kiln_node *node, const void *para
                                          const kiln_value *const *in, kiln_value *out,
                                          kiln_err *err)
 {
-    const kiln_attr *a = kiln__node_attr(node, "value");
-    if (!a || !a->t || !a->t->data) return KILN_OK; /* default fill is 0.0f: already zeroed */
+    const kiln_constant_of_shape_params *p = params;
+    if (!p->has_value) return KILN_OK; /* default fill is 0.0f: already zeroed */
     size_t es;
-    kiln_status st = elem_size(node, out[0].dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, out[0].dtype, &es, err);
     if (st) return st;
     int64_t n = kiln__value_numel(&out[0]);
-    if (n) fill_bytes(out[0].data, n, a->t->data, es);
+    if (n) fill_bytes(out[0].data, n, p->value, es);
     return KILN_OK;
 }
 
@@ -119,41 +107,11 @@ static kiln_status run_range(const kiln_node *node, const void *params, const ki
     return KILN_OK;
 }
 
-/* Copies a strided view of src (strides in elements, 0 to repeat) into contiguous dst. */
-static void strided_copy(char *dst, const char *src, int rank, const int64_t *dims,
-                         const int64_t *sstr, size_t es)
-{
-    int64_t total = 1;
-    for (int i = 0; i < rank; i++) total *= dims[i];
-    if (total == 0) return;
-    if (rank == 0) {
-        memcpy(dst, src, es);
-        return;
-    }
-    int64_t inner = dims[rank - 1], istr = sstr[rank - 1];
-    int64_t rows = total / inner, idx[KILN_MAX_DIMS] = {0}, off = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const char *s = src + off * (int64_t)es;
-        if (istr == 1) {
-            memcpy(dst, s, (size_t)inner * es);
-        } else {
-            for (int64_t i = 0; i < inner; i++) memcpy(dst + (size_t)i * es, s + i * istr * (int64_t)es, es);
-        }
-        dst += (size_t)inner * es;
-        for (int k = rank - 2; k >= 0; k--) {
-            off += sstr[k];
-            if (++idx[k] < dims[k]) break;
-            off -= sstr[k] * dims[k];
-            idx[k] = 0;
-        }
-    }
-}
-
 static kiln_status run_expand(const kiln_node *node, const void *params,
                               const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     size_t es;
-    kiln_status st = elem_size(node, out[0].dtype, &es, err);
+    kiln_status st = kiln__cpu_elem_size(node, out[0].dtype, &es, err);
     if (st) return st;
     const kiln_shape *xs = &in[0]->shape, *os = &out[0].shape;
     int R = os->rank, off = R - xs->rank;
@@ -168,7 +126,7 @@ static kiln_status run_expand(const kiln_node *node, const void *params,
         str[i] = (xd == 1) ? 0 : stride;
         stride *= xd;
     }
-    strided_copy(out[0].data, in[0]->data, R, dims, str, es);
+    kiln__cpu_strided_copy(out[0].data, in[0]->data, 0, R, dims, str, es);
     return KILN_OK;
 }
 
@@ -176,12 +134,33 @@ static kiln_status run_eyelike(const kiln_node *node, const void *params,
                                const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     int64_t rows = out[0].shape.d[0].add, cols = out[0].shape.d[1].add;
-    int64_t k = kiln__attr_int(node, "k", 0);
+    int64_t k = ((const kiln_eyelike_params *)params)->k;
     if (k >= cols || k <= -rows) return KILN_OK; /* bounds k so i + k cannot overflow */
     for (int64_t i = 0; i < rows; i++) {
         int64_t j = i + k;
         if (j >= 0 && j < cols) kiln__value_set_f64(&out[0], i * cols + j, 1.0);
     }
+    return KILN_OK;
+}
+
+/* Dropout at inference: y = x, mask all true (1 in the mask's type). */
+static kiln_status run_dropout(const kiln_node *node, const void *params,
+                               const kiln_value *const *in, kiln_value *out, kiln_err *err)
+{
+    const kiln_value *ratio = node->n_in > 1 ? in[1] : NULL;
+    const kiln_value *mode = node->n_in > 2 ? in[2] : NULL;
+    if (mode && kiln__value_get_i64(mode, 0) != 0) {
+        double r = ratio ? kiln__value_get_f64(ratio, 0) : 0.5;
+        if (r != 0)
+            return kiln__fail(err, KILN_ERR_UNSUPPORTED,
+                              "node '%s' (Dropout): training_mode is true with ratio %g; random "
+                              "dropout is not supported (inference only)",
+                              node->name, r);
+    }
+    kiln_status st = run_copy(node, params, in, out, err);
+    if (st || node->n_out < 2) return st;
+    int64_t n = kiln__value_numel(&out[1]);
+    for (int64_t i = 0; i < n; i++) kiln__value_set_i64(&out[1], i, 1);
     return KILN_OK;
 }
 
@@ -198,5 +177,6 @@ const kiln_cpu_kernel kiln__cpu_shape[] = {
     {"Unsqueeze", "", run_copy},
     {"Expand", "", run_expand},
     {"EyeLike", "", run_eyelike},
+    {"Dropout", "", run_dropout},
     {0},
 };

@@ -31,7 +31,7 @@ static kiln_status alloc_outputs(const kiln_node *nd, kiln_value *out, kiln_err 
     return KILN_OK;
 }
 
-static kiln_status run_node(const kiln_node *nd, const kiln_value *const *in, kiln_value *out, kiln_err *err)
+kiln_status kiln__cpu_run_node(const kiln_node *nd, const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     for (int j = 0; j < nd->n_out; j++) out[j].shape.rank = -1;
     const kiln_cpu_kernel *k = kiln__cpu_kernel_find(nd->domain, nd->op_type);
@@ -180,7 +180,7 @@ kiln_status kiln_reference_run(kiln_network *net, int n_inputs, const kiln_host_
         for (int j = 0; j < nd->n_in; j++) in[j] = nd->in[j] >= 0 ? &vals[nd->in[j]] : NULL;
         /* out[] is reused across nodes: clear it so a node failing early frees nothing stale */
         memset(out, 0, sizeof(kiln_value) * (size_t)nd->n_out);
-        s = run_node(nd, in, out, &err);
+        s = kiln__cpu_run_node(nd, in, out, &err);
         for (int j = 0; j < nd->n_out; j++) {
             int t = nd->out[j];
             if (t < 0 || s) {

@@ -196,6 +196,7 @@ extern const kiln_op_schema kiln__ops_norm[];
 extern const kiln_op_schema kiln__ops_sampling[];
 extern const kiln_op_schema kiln__ops_lrn[];
 extern const kiln_op_schema kiln__ops_indexing[];
+extern const kiln_op_schema kiln__ops_fused[]; /* kiln:: ops made by graph passes */
 
 /* Static shape inference over the whole graph, in topological order. */
 kiln_status kiln__net_infer_shapes(kiln_network *net, kiln_err *err);
@@ -205,6 +206,11 @@ typedef kiln_status (*kiln__node_eval_fn)(const kiln_node *node, const kiln_valu
 kiln_status kiln__net_infer_shapes_eval(kiln_network *net, kiln__node_eval_fn eval, kiln_err *err);
 /* Node indices in topological order (caller frees); fails on cycles / dangling names. */
 kiln_status kiln__net_toposort(const kiln_network *net, int **order, kiln_err *err);
+
+/* Deep copy through the network API (attributes re-parsed); node order kept. */
+kiln_status kiln__net_clone(const kiln_network *src, kiln_network **out, kiln_err *err);
+/* Converts a node's attributes to the network API form (pointers into the node). */
+kiln_attr_value *kiln__node_attr_values(const kiln_node *n, kiln_host_tensor *tensors);
 
 /* Helper for infer functions: set out to dtype + shape, no data. */
 void kiln__value_set_type(kiln_value *out, kiln_dtype dt, const kiln_shape *s);

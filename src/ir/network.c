@@ -422,6 +422,11 @@ kiln_status kiln_network_add_node(kiln_network *net, const char *node_name, cons
             return net_fail(net, KILN_ERR_GRAPH, "node '%s' (%s): %d inputs, expected %d to %d", node_name, op_type, n_inputs, sc->min_inputs, sc->max_inputs);
         if (n_outputs < sc->min_outputs || (sc->max_outputs >= 0 && n_outputs > sc->max_outputs))
             return net_fail(net, KILN_ERR_GRAPH, "node '%s' (%s): %d outputs, expected %d to %d", node_name, op_type, n_outputs, sc->min_outputs, sc->max_outputs);
+        /* "" means an omitted optional input; infer() gets NULL for it, so the required ones
+         * (below min_inputs) are refused here, once for every op. */
+        for (int i = 0; i < sc->min_inputs && i < n_inputs; i++)
+            if (n->in[i] < 0)
+                return net_fail(net, KILN_ERR_GRAPH, "node '%s' (%s): input %d is required but empty", node_name, op_type, i);
         n->params = kiln__calloc(1, sc->params_size);
         if (!n->params) goto oom;
         if (sc->parse_attrs) {

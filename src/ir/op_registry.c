@@ -5,7 +5,8 @@
 static const kiln_op_schema *const families[] = {
     kiln__ops_elementwise, kiln__ops_activation, kiln__ops_conv,   kiln__ops_pool,
     kiln__ops_matmul,      kiln__ops_shape,      kiln__ops_movement, kiln__ops_resize,
-    kiln__ops_reduce,      kiln__ops_norm,       kiln__ops_sampling,
+    kiln__ops_reduce,      kiln__ops_norm,       kiln__ops_sampling, kiln__ops_lrn, kiln__ops_indexing,
+    kiln__ops_fused,
 };
 
 static bool same_domain(const char *a, const char *b)

@@ -4,10 +4,11 @@
  * Softplus, Softsign, Gelu, Mish, ThresholdedRelu, Shrink) and the
  * normalizing ones along an axis (Softmax, LogSoftmax, Hardmax).
  *
- * Parameters live in the node's attributes; parse_attrs only checks their
- * types and values, and the CPU kernels read them back with the same defaults.
+ * parse_attrs checks the attributes and fills kiln_act_params with each op's
+ * defaults and opset rules; the kernels read only the params.
  */
-#include "ir.h"
+#include "ops_activation.h"
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -21,29 +22,30 @@ typedef struct act_desc {
     const char *name;
     uint32_t types;           /* dtypes accepted for X */
     const char *float_attrs;  /* space-separated FLOAT attributes it takes */
+    float alpha_def, beta_def;
 } act_desc;
 
 static const act_desc descs[] = {
-    {"Relu", T_FLOATS | T_SINTS, ""},
-    {"LeakyRelu", T_FLOATS, "alpha"},
-    {"PRelu", T_FLOATS | T_SINTS | T_UINTS, ""},
-    {"Sigmoid", T_FLOATS, ""},
-    {"Tanh", T_FLOATS, ""},
-    {"Clip", T_NUM, "min max"},
-    {"Elu", T_FLOATS, "alpha"},
-    {"Selu", T_FLOATS, "alpha gamma"},
-    {"Celu", T_FLOATS, "alpha"},
-    {"HardSigmoid", T_FLOATS, "alpha beta"},
-    {"HardSwish", T_FLOATS, ""},
-    {"Softplus", T_FLOATS, ""},
-    {"Softsign", T_FLOATS, ""},
-    {"Gelu", T_FLOATS, ""},
-    {"Mish", T_FLOATS, ""},
-    {"ThresholdedRelu", T_FLOATS, "alpha"},
-    {"Shrink", T_NUM, "bias lambd"},
-    {"Softmax", T_FLOATS, ""},
-    {"LogSoftmax", T_FLOATS, ""},
-    {"Hardmax", T_FLOATS, ""},
+    {"Relu", T_FLOATS | T_SINTS, "", 0, 0},
+    {"LeakyRelu", T_FLOATS, "alpha", 0.01f, 0},
+    {"PRelu", T_FLOATS | T_SINTS | T_UINTS, "", 0, 0},
+    {"Sigmoid", T_FLOATS, "", 0, 0},
+    {"Tanh", T_FLOATS, "", 0, 0},
+    {"Clip", T_NUM, "min max", 0, 0},
+    {"Elu", T_FLOATS, "alpha", 1.0f, 0},
+    {"Selu", T_FLOATS, "alpha gamma", 1.67326319217681884765625f, 0},
+    {"Celu", T_FLOATS, "alpha", 1.0f, 0},
+    {"HardSigmoid", T_FLOATS, "alpha beta", 0.2f, 0.5f},
+    {"HardSwish", T_FLOATS, "", 0, 0},
+    {"Softplus", T_FLOATS, "", 0, 0},
+    {"Softsign", T_FLOATS, "", 0, 0},
+    {"Gelu", T_FLOATS, "", 0, 0},
+    {"Mish", T_FLOATS, "", 0, 0},
+    {"ThresholdedRelu", T_FLOATS, "alpha", 1.0f, 0},
+    {"Shrink", T_NUM, "bias lambd", 0, 0},
+    {"Softmax", T_FLOATS, "", 0, 0},
+    {"LogSoftmax", T_FLOATS, "", 0, 0},
+    {"Hardmax", T_FLOATS, "", 0, 0},
 };
 
 static const act_desc *find_desc(const char *op)
@@ -53,12 +55,6 @@ static const act_desc *find_desc(const char *op)
     return NULL;
 }
 
-static const char *dt_name(kiln_dtype dt)
-{
-    const char *n = kiln_dtype_name(dt);
-    return n ? n : "?";
-}
-
 static bool is_axis_op(const char *op)
 {
     return !strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax") || !strcmp(op, "Hardmax");
@@ -66,6 +62,7 @@ static bool is_axis_op(const char *op)
 
 static kiln_status act_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_act_params *prm = params;
     const act_desc *d = find_desc(node->op_type);
     if (!d) return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': no activation op '%s'", node->name, node->op_type);
     kiln_status s;
@@ -102,6 +99,18 @@ static kiln_status act_parse(const kiln_node *node, void *params, kiln_err *err)
         return kiln__fail(err, KILN_ERR_INVALID_ARG,
                           "node '%s' (Clip): min/max are inputs from opset 11 on, not attributes (model opset %lld)",
                           node->name, (long long)node->opset);
+    prm->alpha = kiln__attr_float(node, "alpha", d->alpha_def);
+    prm->beta = kiln__attr_float(node, "beta", d->beta_def);
+    prm->gamma = kiln__attr_float(node, "gamma", 1.05070102214813232421875f);
+    prm->lambd = kiln__attr_float(node, "lambd", 0.5f);
+    prm->bias = kiln__attr_float(node, "bias", 0.0f);
+    prm->gelu_tanh = !strcmp(kiln__attr_string(node, "approximate", "none"), "tanh");
+    prm->axis = kiln__attr_int(node, "axis", node->opset < 13 ? 1 : -1);
+    prm->coerce_2d = node->opset < 13;
+    prm->clip_attrs = node->opset < 11;
+    prm->clip_min = kiln__attr_float(node, "min", -FLT_MAX);
+    prm->clip_max = kiln__attr_float(node, "max", FLT_MAX);
+    prm->prelu_legacy = node->opset < 7;
     return KILN_OK;
 }
 
@@ -112,7 +121,7 @@ static kiln_status check_x(const kiln_node *node, const act_desc *d, const kiln_
     if (dt == KILN_DT_UNDEFINED) return KILN_OK; /* not known statically */
     if (dt >= 32 || !(d->types & BIT(dt)))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input type %s is not supported", node->name,
-                          node->op_type, dt_name(dt));
+                          node->op_type, kiln_dtype_name(dt));
     return KILN_OK;
 }
 
@@ -131,9 +140,9 @@ static kiln_status infer_unary(const kiln_node *node, const void *params, const 
  * shared"; exporters of that time passed one slope per channel as a 1-D
  * tensor. Such a slope is laid along axis 1.
  */
-static bool prelu_legacy_channel(const kiln_node *node, const kiln_shape *x, const kiln_shape *sl)
+bool kiln__prelu_slope_on_channels(const kiln_act_params *p, const kiln_shape *x, const kiln_shape *sl)
 {
-    if (node->opset >= 7 || x->rank < 2 || sl->rank != 1) return false;
+    if (!p->prelu_legacy || x->rank < 2 || sl->rank != 1) return false;
     kiln_dim c = x->d[1], k = sl->d[0];
     return kiln__dim_is_const(k) && k.add != 1 && kiln__dim_is_const(c) && c.add == k.add;
 }
@@ -148,8 +157,8 @@ static kiln_status infer_prelu(const kiln_node *node, const void *params, const 
     if (!sl) return kiln__fail(err, KILN_ERR_GRAPH, "node '%s' (PRelu): input slope is missing", node->name);
     if (x->dtype && sl->dtype && sl->dtype != x->dtype)
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (PRelu): slope is %s, X is %s", node->name,
-                          dt_name(sl->dtype), dt_name(x->dtype));
-    if (x->shape.rank >= 0 && sl->shape.rank >= 0 && !prelu_legacy_channel(node, &x->shape, &sl->shape)) {
+                          kiln_dtype_name(sl->dtype), kiln_dtype_name(x->dtype));
+    if (x->shape.rank >= 0 && sl->shape.rank >= 0 && !kiln__prelu_slope_on_channels(params, &x->shape, &sl->shape)) {
         if (sl->shape.rank > x->shape.rank)
             return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (PRelu): slope has rank %d, X only %d", node->name,
                               sl->shape.rank, x->shape.rank);
@@ -173,20 +182,21 @@ static kiln_status infer_clip(const kiln_node *node, const void *params, const k
     const act_desc *d = find_desc(node->op_type);
     kiln_status s = check_x(node, d, in[0], err);
     if (s) return s;
+    const kiln_act_params *p = params;
     int n_in = node->n_in < 3 ? node->n_in : 3;
-    if (node->opset < 11 && n_in > 1)
+    if (p->clip_attrs && n_in > 1)
         return kiln__fail(err, KILN_ERR_GRAPH, "node '%s' (Clip): takes 1 input before opset 11, got %d", node->name,
                           node->n_in);
-    if (node->opset < 11 && in[0]->dtype && !(T_FLOATS & BIT(in[0]->dtype)))
+    if (p->clip_attrs && in[0]->dtype && !(T_FLOATS & BIT(in[0]->dtype)))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (Clip): input type %s needs opset 12 or later", node->name,
-                          dt_name(in[0]->dtype));
+                          kiln_dtype_name(in[0]->dtype));
     for (int i = 1; i < n_in; i++) {
         const kiln_value *b = in[i];
         const char *what = i == 1 ? "min" : "max";
         if (!b) continue;
         if (in[0]->dtype && b->dtype && b->dtype != in[0]->dtype)
             return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (Clip): %s is %s, input is %s", node->name, what,
-                              dt_name(b->dtype), dt_name(in[0]->dtype));
+                              kiln_dtype_name(b->dtype), kiln_dtype_name(in[0]->dtype));
         int64_t n = kiln__shape_numel(&b->shape);
         if (n >= 0 && n != 1)
             return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (Clip): %s must be a scalar, it has %lld elements",
@@ -205,7 +215,7 @@ static kiln_status infer_axis_op(const kiln_node *node, const void *params, cons
     kiln_status s = check_x(node, d, in[0], err);
     if (s) return s;
     int r = in[0]->shape.rank;
-    int64_t axis = kiln__attr_int(node, "axis", node->opset < 13 ? 1 : -1);
+    int64_t axis = ((const kiln_act_params *)params)->axis;
     if (r >= 0 && (axis < -r || axis >= r) && !(r == 0 && (axis == 0 || axis == -1)))
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): axis %lld is out of range for rank %d", node->name,
                           node->op_type, (long long)axis, r);
@@ -216,13 +226,14 @@ static kiln_status infer_axis_op(const kiln_node *node, const void *params, cons
 #define UNARY(name)                                                                            \
     {                                                                                          \
         .op_type = name, .domain = "", .since_version = 1, .min_inputs = 1, .max_inputs = 1,   \
-        .min_outputs = 1, .max_outputs = 1, .parse_attrs = act_parse, .infer = infer_unary     \
+        .min_outputs = 1, .max_outputs = 1, .params_size = sizeof(kiln_act_params),            \
+        .parse_attrs = act_parse, .infer = infer_unary                                         \
     }
 #define WITH_INFER(name, nin_min, nin_max, fn)                                                 \
     {                                                                                          \
         .op_type = name, .domain = "", .since_version = 1, .min_inputs = nin_min,              \
-        .max_inputs = nin_max, .min_outputs = 1, .max_outputs = 1, .parse_attrs = act_parse,   \
-        .infer = fn                                                                            \
+        .max_inputs = nin_max, .min_outputs = 1, .max_outputs = 1,                             \
+        .params_size = sizeof(kiln_act_params), .parse_attrs = act_parse, .infer = fn          \
     }
 
 const kiln_op_schema kiln__ops_activation[] = {

@@ -7,7 +7,7 @@
  * Where on small int64 tensors; their contents are propagated as `symval`
  * so that symbolic H/W reach Reshape, Expand and Resize.
  */
-#include "ir.h"
+#include "ops_elementwise.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +33,7 @@ typedef enum ew_kind {
 #define T_ALL (T_NUM | BIT(KILN_DT_BOOL))
 #define T_BOOL BIT(KILN_DT_BOOL)
 
-typedef struct ew_desc {
+typedef struct kiln_ew_desc {
     const char *name;
     ew_kind kind;
     uint32_t types;  /* dtypes accepted for the (first) data input */
@@ -96,14 +96,6 @@ static const ew_desc descs[] = {
     {"CastLike", K_CASTLIKE, T_ALL, false, 0},
 };
 
-typedef struct ew_params {
-    const ew_desc *desc;
-    kiln_dtype to;      /* Cast */
-    bool legacy_bcast;  /* opset < 7 with broadcast=1 */
-    bool has_axis;
-    int64_t axis;
-} ew_params;
-
 static const ew_desc *find_desc(const char *op)
 {
     for (size_t i = 0; i < sizeof descs / sizeof descs[0]; i++)
@@ -136,7 +128,7 @@ static kiln_dtype dtype_from_name(const char *s)
 
 static kiln_status ew_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    ew_params *p = params;
+    kiln_ew_params *p = params;
     p->desc = find_desc(node->op_type);
     if (!p->desc)
         return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': no elementwise op '%s'", node->name, node->op_type);
@@ -164,10 +156,13 @@ static kiln_status ew_parse(const kiln_node *node, void *params, kiln_err *err)
         if (strcmp(dir, "LEFT") && strcmp(dir, "RIGHT"))
             return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (BitShift): direction must be LEFT or RIGHT, got '%s'",
                               node->name, dir);
+        p->shift_left = !strcmp(dir, "LEFT");
     }
     if (!strcmp(p->desc->name, "IsInf")) {
         if ((s = kiln__attr_expect(node, "detect_negative", KILN_ATTR_INT, err))) return s;
         if ((s = kiln__attr_expect(node, "detect_positive", KILN_ATTR_INT, err))) return s;
+        p->detect_negative = kiln__attr_int(node, "detect_negative", 1) != 0;
+        p->detect_positive = kiln__attr_int(node, "detect_positive", 1) != 0;
     }
     if (!strcmp(p->desc->name, "Mod")) {
         if ((s = kiln__attr_expect(node, "fmod", KILN_ATTR_INT, err))) return s;
@@ -175,6 +170,7 @@ static kiln_status ew_parse(const kiln_node *node, void *params, kiln_err *err)
         if (f != 0 && f != 1)
             return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Mod): fmod must be 0 or 1, got %lld", node->name,
                               (long long)f);
+        p->fmod = f != 0;
     }
     if (p->desc->legacy && node->opset < 7) {
         if ((s = kiln__attr_expect(node, "broadcast", KILN_ATTR_INT, err))) return s;
@@ -186,19 +182,9 @@ static kiln_status ew_parse(const kiln_node *node, void *params, kiln_err *err)
     return KILN_OK;
 }
 
-static const char *dt_name(kiln_dtype dt)
-{
-    const char *n = kiln_dtype_name(dt);
-    return n ? n : "?";
-}
-
-/*
- * Before opset 7, broadcast=1 lined B's dims up with A's starting at `axis`
- * (default: trailing). Rewrites B's shape to A's rank with ones around it, so
- * the ordinary numpy rule then applies.
- */
-static kiln_status legacy_b_shape(const kiln_node *node, const ew_params *p, const kiln_shape *a,
-                                  const kiln_shape *b, kiln_shape *eff, kiln_err *err)
+/* Before opset 7, broadcast=1 lined B's dims up with A's starting at `axis` (default: trailing). */
+kiln_status kiln__ew_b_shape(const kiln_node *node, const kiln_ew_params *p, const kiln_shape *a,
+                             const kiln_shape *b, kiln_shape *eff, kiln_err *err)
 {
     *eff = *b;
     if (!p->legacy_bcast || a->rank < 0 || b->rank < 0) return KILN_OK;
@@ -367,7 +353,7 @@ static kiln_status check_dtype(const kiln_node *node, uint32_t mask, kiln_dtype 
 {
     if (dt == KILN_DT_UNDEFINED || dtype_ok(mask, dt)) return KILN_OK;
     return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): %s has type %s, which %s does not take", node->name,
-                      node->op_type, what, dt_name(dt), node->op_type);
+                      node->op_type, what, kiln_dtype_name(dt), node->op_type);
 }
 
 /* All inputs in [first, n) share one dtype; returns it (UNDEFINED if none is known). */
@@ -380,7 +366,7 @@ static kiln_status same_dtype(const kiln_node *node, const kiln_value *const *in
         if (*dt == KILN_DT_UNDEFINED) *dt = in[i]->dtype;
         else if (in[i]->dtype != *dt)
             return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input %d has type %s, input %d has %s", node->name,
-                              node->op_type, first, dt_name(*dt), i, dt_name(in[i]->dtype));
+                              node->op_type, first, kiln_dtype_name(*dt), i, kiln_dtype_name(in[i]->dtype));
     }
     return KILN_OK;
 }
@@ -388,7 +374,7 @@ static kiln_status same_dtype(const kiln_node *node, const kiln_value *const *in
 static kiln_status ew_infer(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                             kiln_err *err)
 {
-    const ew_params *p = params;
+    const kiln_ew_params *p = params;
     const ew_desc *d = p->desc;
     kiln_status s;
     int nin = node->n_in;
@@ -428,7 +414,7 @@ static kiln_status ew_infer(const kiln_node *node, const void *params, const kil
         /* Differing element sizes would reshape the last axis; no model needs it yet. */
         if (dt != KILN_DT_UNDEFINED && kiln_dtype_size(dt) != kiln_dtype_size(p->to))
             return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (BitCast): %s to %s changes the element size",
-                              node->name, dt_name(dt), dt_name(p->to));
+                              node->name, kiln_dtype_name(dt), kiln_dtype_name(p->to));
         kiln__value_set_type(&out[0], p->to, &in[0]->shape);
         return KILN_OK;
     case K_BINARY:
@@ -443,7 +429,7 @@ static kiln_status ew_infer(const kiln_node *node, const void *params, const kil
             if ((s = check_dtype(node, d->types, dt, "input", err))) return s;
         }
         kiln_shape eb;
-        if ((s = legacy_b_shape(node, p, &in[0]->shape, &in[1]->shape, &eb, err))) return s;
+        if ((s = kiln__ew_b_shape(node, p, &in[0]->shape, &in[1]->shape, &eb, err))) return s;
         const kiln_shape *sh[2] = {&in[0]->shape, &eb};
         if ((s = broadcast_shapes(node, 2, sh, &shape, err))) return s;
         out_dt = d->kind == K_COMPARE ? KILN_DT_BOOL : dt;
@@ -482,9 +468,9 @@ static kiln_status ew_infer(const kiln_node *node, const void *params, const kil
     return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': bad elementwise kind", node->name);
 }
 
-#define UNARY(name, since) {name, "", since, 1, 1, 1, 1, sizeof(ew_params), ew_parse, ew_infer}
-#define BINARY(name, since) {name, "", since, 2, 2, 1, 1, sizeof(ew_params), ew_parse, ew_infer}
-#define VARIADIC(name, since) {name, "", since, 1, -1, 1, 1, sizeof(ew_params), ew_parse, ew_infer}
+#define UNARY(name, since) {name, "", since, 1, 1, 1, 1, sizeof(kiln_ew_params), ew_parse, ew_infer}
+#define BINARY(name, since) {name, "", since, 2, 2, 1, 1, sizeof(kiln_ew_params), ew_parse, ew_infer}
+#define VARIADIC(name, since) {name, "", since, 1, -1, 1, 1, sizeof(kiln_ew_params), ew_parse, ew_infer}
 
 const kiln_op_schema kiln__ops_elementwise[] = {
     BINARY("Add", 1),
@@ -536,7 +522,7 @@ const kiln_op_schema kiln__ops_elementwise[] = {
     BINARY("BitwiseXor", 18),
     UNARY("BitwiseNot", 18),
     UNARY("BitCast", 26),
-    {"Where", "", 9, 3, 3, 1, 1, sizeof(ew_params), ew_parse, ew_infer},
+    {"Where", "", 9, 3, 3, 1, 1, sizeof(kiln_ew_params), ew_parse, ew_infer},
     UNARY("Cast", 1),
     BINARY("CastLike", 15),
     {0},

@@ -1,11 +1,7 @@
 /* Op schemas of the matmul family: MatMul (numpy semantics) and Gemm. */
-#include "ir.h"
+#include "ops_matmul.h"
+#include "ops_util.h"
 #include <string.h>
-
-typedef struct gemm_params {
-    float alpha, beta;
-    bool trans_a, trans_b;
-} gemm_params;
 
 static bool mm_dtype_ok(kiln_dtype dt)
 {
@@ -29,6 +25,10 @@ static kiln_status check_types(const kiln_node *node, const kiln_value *const *i
 {
     for (int i = 0; i < n; i++) {
         if (!in[i]) continue;
+        if (in[i]->shape.rank >= 0) {
+            kiln_status s = kiln__ops_size_guard(node, &in[i]->shape, i == 0 ? "A" : i == 1 ? "B" : "C", err);
+            if (s) return s;
+        }
         if (!mm_dtype_ok(in[i]->dtype))
             return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input %d has type %s, which is not supported",
                               node->name, node->op_type, i, kiln_dtype_name(in[i]->dtype));
@@ -94,13 +94,14 @@ static kiln_status matmul_infer(const kiln_node *node, const void *pp, const kil
     int r = nb;
     if (ra > 1) os.d[r++] = a->shape.d[ra - 2];
     if (rb > 1) os.d[r++] = b->shape.d[rb - 1];
+    if ((s = kiln__ops_size_guard(node, &os, "output", err))) return s;
     kiln__value_set_type(out, a->dtype, &os);
     return KILN_OK;
 }
 
 static kiln_status gemm_parse(const kiln_node *node, void *pp, kiln_err *err)
 {
-    gemm_params *p = pp;
+    kiln_gemm_params *p = pp;
     kiln_status s;
     if ((s = kiln__attr_expect(node, "transA", KILN_ATTR_INT, err))) return s;
     if ((s = kiln__attr_expect(node, "transB", KILN_ATTR_INT, err))) return s;
@@ -118,7 +119,7 @@ static kiln_status gemm_parse(const kiln_node *node, void *pp, kiln_err *err)
 static kiln_status gemm_infer(const kiln_node *node, const void *pp, const kiln_value *const *in, kiln_value *out,
                               kiln_err *err)
 {
-    const gemm_params *p = pp;
+    const kiln_gemm_params *p = pp;
     const kiln_value *a = in[0], *b = in[1], *c = node->n_in > 2 ? in[2] : NULL;
     const kiln_value *chk[3] = {a, b, c};
     kiln_status s = check_types(node, chk, 3, err);
@@ -161,6 +162,6 @@ static kiln_status gemm_infer(const kiln_node *node, const void *pp, const kiln_
 
 const kiln_op_schema kiln__ops_matmul[] = {
     {"MatMul", "", 1, 2, 2, 1, 1, 0, NULL, matmul_infer},
-    {"Gemm", "", 1, 2, 3, 1, 1, sizeof(gemm_params), gemm_parse, gemm_infer},
+    {"Gemm", "", 1, 2, 3, 1, 1, sizeof(kiln_gemm_params), gemm_parse, gemm_infer},
     {0},
 };

@@ -6,33 +6,13 @@
  * Concat, Gather and Slice also carry `symval` through small int64 shape
  * computations so that symbolic H/W survive PyTorch exports.
  */
-#include "ir.h"
+#include "ops_movement.h"
+#include "ops_util.h"
 #include <stdlib.h>
 #include <string.h>
 
 #define FAIL(st, ...) return kiln__fail(err, st, __VA_ARGS__)
 #define MANY 65535
-
-/* Defined in ops_shape.c. */
-void kiln__ops_clear_symval(const kiln_node *node, kiln_value *out);
-void kiln__ops_set_symval(kiln_value *out, const kiln_dim *d, int n);
-kiln_status kiln__ops_read_ints(const kiln_node *node, const kiln_value *v, const char *what,
-                                kiln_dim *out, int max, int *n, bool *known, kiln_err *err);
-int64_t kiln__ops_const_len(const kiln_value *v);
-kiln_status kiln__ops_check_numel(const kiln_node *node, const kiln_shape *s, kiln_err *err);
-kiln_status kiln__ops_norm_axis(const kiln_node *node, int64_t axis, int rank, int64_t *out,
-                                kiln_err *err);
-kiln_dim kiln__ops_dim_add(kiln_dim d, int64_t c);
-kiln_dim kiln__ops_dim_mul(kiln_dim d, int64_t c);
-kiln_dim kiln__ops_dim_div(kiln_dim d, int64_t c);
-
-/* Shared with cpu_movement.c, which repeats these prototypes. */
-kiln_status kiln__slice_resolve(const kiln_node *node, const kiln_value *const *in, int rank,
-                                const int64_t *dims, int64_t *start, int64_t *step, int64_t *count,
-                                kiln_err *err);
-kiln_status kiln__pad_resolve(const kiln_node *node, const kiln_value *const *in, int rank,
-                              int64_t *begin, int64_t *end, kiln_err *err);
-int kiln__pad_mode(const kiln_node *node);
 
 /* Values past this magnitude in starts/ends are "to the end" (INT64_MAX, INT_MAX, ...). */
 #define BIG ((int64_t)1 << 40)
@@ -46,9 +26,14 @@ static kiln_status expect_ints(const kiln_node *node, const char *const *names, 
     return KILN_OK;
 }
 
+/* Split, Gather, GatherElements: 'axis', default 0. */
 static kiln_status axis_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    return kiln__attr_expect(node, "axis", KILN_ATTR_INT, err);
+    kiln_axis_params *p = params;
+    kiln_status st = kiln__attr_expect(node, "axis", KILN_ATTR_INT, err);
+    if (st) return st;
+    p->axis = kiln__attr_int(node, "axis", 0);
+    return KILN_OK;
 }
 
 /* Merges two dims that must be equal; fails when both are constant and differ. */
@@ -73,6 +58,8 @@ static kiln_status concat_parse(const kiln_node *node, void *params, kiln_err *e
     if (st) return st;
     if (node->opset >= 4 && !kiln__node_attr(node, "axis"))
         FAIL(KILN_ERR_INVALID_ARG, "node '%s' (Concat): attribute 'axis' is required", node->name);
+    /* Concat-1 defaulted to the channel axis. */
+    ((kiln_axis_params *)params)->axis = kiln__attr_int(node, "axis", 1);
     return KILN_OK;
 }
 
@@ -103,7 +90,7 @@ static kiln_status concat_infer(const kiln_node *node, const void *params,
         if (rank == 0)
             FAIL(KILN_ERR_SHAPE, "node '%s' (Concat): inputs are scalars", node->name);
         int64_t axis = 0;
-        kiln_status st = kiln__ops_norm_axis(node, kiln__attr_int(node, "axis", 1), rank, &axis, err);
+        kiln_status st = kiln__ops_norm_axis(node, ((const kiln_axis_params *)params)->axis, rank, &axis, err);
         if (st) return st;
         for (int k = 0; k < rank; k++) s.d[k] = kiln__dim_unknown();
         kiln_dim sum = kiln__dim_const(0);
@@ -185,7 +172,7 @@ static kiln_status split_infer(const kiln_node *node, const void *params,
         return KILN_OK;
     }
     int64_t axis = 0;
-    kiln_status st = kiln__ops_norm_axis(node, kiln__attr_int(node, "axis", 0), r, &axis, err);
+    kiln_status st = kiln__ops_norm_axis(node, ((const kiln_axis_params *)params)->axis, r, &axis, err);
     if (st) return st;
     kiln_dim d = x->shape.d[axis];
 
@@ -545,7 +532,7 @@ static kiln_status gather_infer(const kiln_node *node, const void *params,
     if (r == 0) FAIL(KILN_ERR_SHAPE, "node '%s' (Gather): data is a scalar", node->name);
     int64_t axis = 0;
     if (r > 0) {
-        kiln_status st = kiln__ops_norm_axis(node, kiln__attr_int(node, "axis", 0), r, &axis, err);
+        kiln_status st = kiln__ops_norm_axis(node, ((const kiln_axis_params *)params)->axis, r, &axis, err);
         if (st) return st;
     }
     if (r > 0 && q >= 0) {
@@ -611,7 +598,7 @@ static kiln_status gather_elements_infer(const kiln_node *node, const void *para
         FAIL(KILN_ERR_SHAPE, "node '%s' (GatherElements): scalar input", node->name);
     if (r > 0) {
         int64_t axis = 0;
-        kiln_status st = kiln__ops_norm_axis(node, kiln__attr_int(node, "axis", 0), r, &axis, err);
+        kiln_status st = kiln__ops_norm_axis(node, ((const kiln_axis_params *)params)->axis, r, &axis, err);
         if (st) return st;
         for (int k = 0; k < r && q >= 0; k++) {
             kiln_dim a = x->shape.d[k], b = idx->shape.d[k];
@@ -628,8 +615,15 @@ static kiln_status gather_elements_infer(const kiln_node *node, const void *para
 
 static kiln_status transpose_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_transpose_params *p = params;
     static const char *const ints[] = {"perm"};
-    return expect_ints(node, ints, 1, err);
+    kiln_status st = expect_ints(node, ints, 1, err);
+    if (st) return st;
+    const int64_t *perm;
+    p->n_perm = kiln__attr_ints(node, "perm", &perm);
+    /* More entries than any rank: infer() reports the mismatch with the input's rank. */
+    for (int64_t k = 0; k < p->n_perm && k < KILN_MAX_DIMS; k++) p->perm[k] = perm[k];
+    return KILN_OK;
 }
 
 static kiln_status transpose_infer(const kiln_node *node, const void *params,
@@ -637,8 +631,9 @@ static kiln_status transpose_infer(const kiln_node *node, const void *params,
 {
     kiln__ops_clear_symval(node, out);
     const kiln_value *x = in[0];
-    const int64_t *perm;
-    int64_t np = kiln__attr_ints(node, "perm", &perm);
+    const kiln_transpose_params *tp = params;
+    const int64_t *perm = tp->perm;
+    int64_t np = tp->n_perm;
     int r = x->shape.rank;
     kiln_shape s = {.rank = r >= 0 ? r : (np >= 0 && np <= KILN_MAX_DIMS ? (int)np : -1)};
     for (int k = 0; k < s.rank; k++) s.d[k] = kiln__dim_unknown();
@@ -721,6 +716,9 @@ static kiln_status d2s_parse(const kiln_node *node, void *params, kiln_err *err)
     if (strcmp(mode, "DCR") && strcmp(mode, "CRD"))
         FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (%s): mode '%s' unsupported", node->name,
              node->op_type, mode);
+    kiln_depth_space_params *p = params;
+    p->blocksize = b;
+    p->crd = !strcmp(mode, "CRD");
     return KILN_OK;
 }
 
@@ -730,7 +728,7 @@ static kiln_status d2s_infer(const kiln_node *node, const void *params,
     kiln__ops_clear_symval(node, out);
     const kiln_value *x = in[0];
     bool to_space = !strcmp(node->op_type, "DepthToSpace");
-    int64_t b = kiln__attr_int(node, "blocksize", 1);
+    int64_t b = ((const kiln_depth_space_params *)params)->blocksize;
     kiln_shape s = {.rank = 4};
     if (x->shape.rank >= 0 && x->shape.rank != 4)
         FAIL(KILN_ERR_SHAPE, "node '%s' (%s): input must be 4-D, got rank %d", node->name,
@@ -766,32 +764,34 @@ static kiln_status d2s_infer(const kiln_node *node, const void *params,
 
 /* ---- Pad ------------------------------------------------------------------ */
 
-enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP, PAD_BAD };
-
-int kiln__pad_mode(const kiln_node *node)
-{
-    const char *m = kiln__attr_string(node, "mode", "constant");
-    if (!strcmp(m, "constant")) return PAD_CONSTANT;
-    if (!strcmp(m, "reflect")) return PAD_REFLECT;
-    if (!strcmp(m, "edge")) return PAD_EDGE;
-    if (!strcmp(m, "wrap")) return PAD_WRAP;
-    return PAD_BAD;
-}
-
 static kiln_status pad_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_pad_params *p = params;
     static const char *const ints[] = {"pads", "paddings"};
     kiln_status st = expect_ints(node, ints, 2, err);
     if (!st) st = kiln__attr_expect(node, "mode", KILN_ATTR_STRING, err);
     if (!st) st = kiln__attr_expect(node, "value", KILN_ATTR_FLOAT, err);
     if (st) return st;
-    if (kiln__pad_mode(node) == PAD_BAD)
-        FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (Pad): mode '%s' unsupported", node->name,
-             kiln__attr_string(node, "mode", ""));
+    const char *m = kiln__attr_string(node, "mode", "constant");
+    if (!strcmp(m, "constant")) p->mode = KILN_PAD_CONSTANT;
+    else if (!strcmp(m, "reflect")) p->mode = KILN_PAD_REFLECT;
+    else if (!strcmp(m, "edge")) p->mode = KILN_PAD_EDGE;
+    else if (!strcmp(m, "wrap")) p->mode = KILN_PAD_WRAP;
+    else
+        FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (Pad): mode '%s' unsupported", node->name, m);
     if (node->opset < 11 && !kiln__node_attr(node, "pads") && !kiln__node_attr(node, "paddings"))
         FAIL(KILN_ERR_INVALID_ARG, "node '%s' (Pad): attribute 'pads' is required", node->name);
     if (node->opset >= 11 && node->n_in < 2)
         FAIL(KILN_ERR_INVALID_ARG, "node '%s' (Pad): input 'pads' is required", node->name);
+    p->attr_form = node->opset < 11;
+    if (p->attr_form) {
+        const int64_t *v;
+        p->n_pads = kiln__attr_ints(node, "pads", &v);
+        if (p->n_pads < 0) p->n_pads = kiln__attr_ints(node, "paddings", &v);
+        /* More entries than any rank needs: pad_args() reports the mismatch with the rank. */
+        for (int64_t k = 0; k < p->n_pads && k < 2 * KILN_MAX_DIMS; k++) p->pads[k] = v[k];
+        p->value = kiln__attr_float(node, "value", 0.0f);
+    }
     return KILN_OK;
 }
 
@@ -799,18 +799,18 @@ static kiln_status pad_parse(const kiln_node *node, void *params, kiln_err *err)
  * Per-axis begin/end pads as dims. *known false when not known statically.
  * Fails on malformed pads/axes.
  */
-static kiln_status pad_args(const kiln_node *node, const kiln_value *const *in, int rank,
-                            kiln_dim *begin, kiln_dim *end, bool *known, kiln_err *err)
+static kiln_status pad_args(const kiln_node *node, const kiln_pad_params *p,
+                            const kiln_value *const *in, int rank, kiln_dim *begin, kiln_dim *end,
+                            bool *known, kiln_err *err)
 {
     kiln_dim pads[2 * KILN_MAX_DIMS];
     int np = 0;
     kiln_status st;
     *known = true;
     for (int k = 0; k < rank; k++) begin[k] = end[k] = kiln__dim_const(0);
-    if (node->opset < 11) {
-        const int64_t *v;
-        int64_t cnt = kiln__attr_ints(node, "pads", &v);
-        if (cnt < 0) cnt = kiln__attr_ints(node, "paddings", &v);
+    if (p->attr_form) {
+        const int64_t *v = p->pads;
+        int64_t cnt = p->n_pads;
         if (cnt != 2 * rank)
             FAIL(KILN_ERR_SHAPE, "node '%s' (Pad): %lld pads for rank %d", node->name, (long long)cnt,
                  rank);
@@ -857,8 +857,8 @@ static kiln_status pad_args(const kiln_node *node, const kiln_value *const *in, 
     return KILN_OK;
 }
 
-static kiln_status pad_check_axis(const kiln_node *node, int k, int64_t d, int64_t b, int64_t e,
-                                  int64_t *out_dim, kiln_err *err)
+static kiln_status pad_check_axis(const kiln_node *node, const kiln_pad_params *p, int k, int64_t d,
+                                  int64_t b, int64_t e, int64_t *out_dim, kiln_err *err)
 {
     int64_t o = 0;
     if (b <= -BIG || b >= BIG || e <= -BIG || e >= BIG || __builtin_add_overflow(d, b + e, &o))
@@ -867,19 +867,19 @@ static kiln_status pad_check_axis(const kiln_node *node, int k, int64_t d, int64
     if (o < 0)
         FAIL(KILN_ERR_SHAPE, "node '%s' (Pad): pads %lld,%lld make dim %d (%lld) negative",
              node->name, (long long)b, (long long)e, k, (long long)d);
-    int mode = kiln__pad_mode(node);
-    if (mode != PAD_CONSTANT && d == 0 && o > 0)
+    if (p->mode != KILN_PAD_CONSTANT && d == 0 && o > 0)
         FAIL(KILN_ERR_SHAPE, "node '%s' (Pad): cannot pad empty dim %d in this mode", node->name, k);
     *out_dim = o;
     return KILN_OK;
 }
 
-kiln_status kiln__pad_resolve(const kiln_node *node, const kiln_value *const *in, int rank,
-                              int64_t *begin, int64_t *end, kiln_err *err)
+kiln_status kiln__pad_resolve(const kiln_node *node, const kiln_pad_params *p,
+                              const kiln_value *const *in, int rank, int64_t *begin, int64_t *end,
+                              kiln_err *err)
 {
     kiln_dim b[KILN_MAX_DIMS], e[KILN_MAX_DIMS];
     bool known;
-    kiln_status st = pad_args(node, in, rank, b, e, &known, err);
+    kiln_status st = pad_args(node, p, in, rank, b, e, &known, err);
     if (st) return st;
     for (int k = 0; k < rank; k++) {
         if (!known || !kiln__dim_is_const(b[k]) || !kiln__dim_is_const(e[k]))
@@ -894,6 +894,7 @@ static kiln_status pad_infer(const kiln_node *node, const void *params,
                              const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     kiln__ops_clear_symval(node, out);
+    const kiln_pad_params *p = params;
     const kiln_value *x = in[0];
     kiln_shape s = x->shape;
     if (node->n_in > 2 && in[2]) {
@@ -908,7 +909,7 @@ static kiln_status pad_infer(const kiln_node *node, const void *params,
     if (s.rank >= 0) {
         kiln_dim b[KILN_MAX_DIMS], e[KILN_MAX_DIMS];
         bool known;
-        kiln_status st = pad_args(node, in, s.rank, b, e, &known, err);
+        kiln_status st = pad_args(node, p, in, s.rank, b, e, &known, err);
         if (st) return st;
         for (int k = 0; k < s.rank; k++) {
             kiln_dim d = x->shape.d[k];
@@ -916,7 +917,7 @@ static kiln_status pad_infer(const kiln_node *node, const void *params,
                 s.d[k] = kiln__dim_unknown();
             } else if (kiln__dim_is_const(d)) {
                 int64_t o = 0;
-                st = pad_check_axis(node, k, d.add, b[k].add, e[k].add, &o, err);
+                st = pad_check_axis(node, p, k, d.add, b[k].add, e[k].add, &o, err);
                 if (st) return st;
                 s.d[k] = kiln__dim_const(o);
             } else if (b[k].add > -BIG && b[k].add < BIG && e[k].add > -BIG && e[k].add < BIG) {
@@ -935,15 +936,15 @@ static kiln_status pad_infer(const kiln_node *node, const void *params,
 /* ---- table ---------------------------------------------------------------- */
 
 const kiln_op_schema kiln__ops_movement[] = {
-    {"Concat", "", 1, 1, MANY, 1, 1, 0, concat_parse, concat_infer},
-    {"Split", "", 1, 1, 2, 1, MANY, 0, split_parse, split_infer},
+    {"Concat", "", 1, 1, MANY, 1, 1, sizeof(kiln_axis_params), concat_parse, concat_infer},
+    {"Split", "", 1, 1, 2, 1, MANY, sizeof(kiln_axis_params), split_parse, split_infer},
     {"Slice", "", 1, 1, 5, 1, 1, 0, slice_parse, slice_infer},
-    {"Gather", "", 1, 2, 2, 1, 1, 0, axis_parse, gather_infer},
-    {"GatherElements", "", 11, 2, 2, 1, 1, 0, axis_parse, gather_elements_infer},
-    {"Transpose", "", 1, 1, 1, 1, 1, 0, transpose_parse, transpose_infer},
+    {"Gather", "", 1, 2, 2, 1, 1, sizeof(kiln_axis_params), axis_parse, gather_infer},
+    {"GatherElements", "", 11, 2, 2, 1, 1, sizeof(kiln_axis_params), axis_parse, gather_elements_infer},
+    {"Transpose", "", 1, 1, 1, 1, 1, sizeof(kiln_transpose_params), transpose_parse, transpose_infer},
     {"Tile", "", 6, 2, 2, 1, 1, 0, NULL, tile_infer},
-    {"DepthToSpace", "", 1, 1, 1, 1, 1, 0, d2s_parse, d2s_infer},
-    {"SpaceToDepth", "", 1, 1, 1, 1, 1, 0, d2s_parse, d2s_infer},
-    {"Pad", "", 1, 1, 4, 1, 1, 0, pad_parse, pad_infer},
+    {"DepthToSpace", "", 1, 1, 1, 1, 1, sizeof(kiln_depth_space_params), d2s_parse, d2s_infer},
+    {"SpaceToDepth", "", 1, 1, 1, 1, 1, sizeof(kiln_depth_space_params), d2s_parse, d2s_infer},
+    {"Pad", "", 1, 1, 4, 1, 1, sizeof(kiln_pad_params), pad_parse, pad_infer},
     {0},
 };

@@ -2,39 +2,20 @@
  * Op schemas of the norm family: BatchNormalization, InstanceNormalization,
  * LayerNormalization, GroupNormalization, LpNormalization.
  */
-#include "ir.h"
+#include "ops_norm.h"
+#include "ops_util.h"
 #include <math.h>
 #include <string.h>
 
-/* The same layout is declared in src/cpu/cpu_norm.c (checked via kiln__norm_params_size). */
-typedef struct norm_params {
-    float epsilon;
-    float momentum;
-    int training;       /* BatchNormalization: batch statistics (training_mode=1) */
-    int spatial;        /* BatchNormalization < 9: 0 = statistics per (C, D1, ...) element */
-    int64_t axis;       /* LayerNormalization, LpNormalization (unresolved) */
-    int64_t p;          /* LpNormalization: 1 or 2 */
-    int64_t num_groups; /* GroupNormalization */
-    int64_t stash_type; /* LayerNormalization / GroupNormalization: dtype of Mean / InvStdDev */
-    int group_scale;    /* GroupNormalization-18: scale and bias per group, not per channel */
-} norm_params;
-
-const size_t kiln__norm_params_size = sizeof(norm_params);
-
-static bool is_float_type(kiln_dtype t)
-{
-    return t == KILN_DT_FLOAT || t == KILN_DT_DOUBLE || t == KILN_DT_FLOAT16 || t == KILN_DT_BFLOAT16;
-}
-
 static kiln_status expect_float_input(const kiln_node *node, const kiln_value *v, const char *what, kiln_err *err)
 {
-    if (v && v->dtype && !is_float_type(v->dtype))
+    if (v && v->dtype && !kiln__dtype_is_float(v->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): %s must be a float type, got %s", node->name,
                           node->op_type, what, kiln_dtype_name(v->dtype));
     return KILN_OK;
 }
 
-static kiln_status parse_epsilon(const kiln_node *node, norm_params *p, float def, kiln_err *err)
+static kiln_status parse_epsilon(const kiln_node *node, kiln_norm_params *p, float def, kiln_err *err)
 {
     kiln_status s = kiln__attr_expect(node, "epsilon", KILN_ATTR_FLOAT, err);
     if (s) return s;
@@ -66,7 +47,7 @@ static int64_t const_dim(const kiln_value *x, int i)
 
 static kiln_status batchnorm_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    norm_params *p = params;
+    kiln_norm_params *p = params;
     kiln_status s = parse_epsilon(node, p, 1e-5f, err);
     if (s) return s;
     if ((s = kiln__attr_expect(node, "momentum", KILN_ATTR_FLOAT, err))) return s;
@@ -93,7 +74,7 @@ static kiln_status batchnorm_parse(const kiln_node *node, void *params, kiln_err
 static kiln_status batchnorm_infer(const kiln_node *node, const void *params, const kiln_value *const *in,
                                    kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0];
     static const char *const names[] = {"X", "scale", "B", "input_mean", "input_var"};
     for (int i = 0; i < 5; i++) {
@@ -167,7 +148,7 @@ static kiln_status instnorm_infer(const kiln_node *node, const void *params, con
 
 /* ---- LayerNormalization ---- */
 
-static kiln_status parse_stash(const kiln_node *node, norm_params *p, kiln_err *err)
+static kiln_status parse_stash(const kiln_node *node, kiln_norm_params *p, kiln_err *err)
 {
     kiln_status s = kiln__attr_expect(node, "stash_type", KILN_ATTR_INT, err);
     if (s) return s;
@@ -181,7 +162,7 @@ static kiln_status parse_stash(const kiln_node *node, norm_params *p, kiln_err *
 
 static kiln_status layernorm_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    norm_params *p = params;
+    kiln_norm_params *p = params;
     kiln_status s = parse_epsilon(node, p, 1e-5f, err);
     if (s) return s;
     if ((s = kiln__attr_expect(node, "axis", KILN_ATTR_INT, err))) return s;
@@ -212,7 +193,7 @@ static kiln_status check_unidirectional(const kiln_node *node, const kiln_value 
 static kiln_status layernorm_infer(const kiln_node *node, const void *params, const kiln_value *const *in,
                                    kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0];
     if (!x || !in[1])
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (LayerNormalization): inputs X and Scale are required",
@@ -242,7 +223,7 @@ static kiln_status layernorm_infer(const kiln_node *node, const void *params, co
 
 static kiln_status groupnorm_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    norm_params *p = params;
+    kiln_norm_params *p = params;
     kiln_status s = parse_epsilon(node, p, 1e-5f, err);
     if (s) return s;
     if ((s = kiln__attr_expect(node, "num_groups", KILN_ATTR_INT, err))) return s;
@@ -261,7 +242,7 @@ static kiln_status groupnorm_parse(const kiln_node *node, void *params, kiln_err
 static kiln_status groupnorm_infer(const kiln_node *node, const void *params, const kiln_value *const *in,
                                    kiln_value *out, kiln_err *err)
 {
-    const norm_params *p = params;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0];
     static const char *const names[] = {"X", "scale", "bias"};
     for (int i = 0; i < 3; i++) {
@@ -290,7 +271,7 @@ static kiln_status groupnorm_infer(const kiln_node *node, const void *params, co
 
 static kiln_status lpnorm_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    norm_params *p = params;
+    kiln_norm_params *p = params;
     kiln_status s;
     if ((s = kiln__attr_expect(node, "axis", KILN_ATTR_INT, err))) return s;
     if ((s = kiln__attr_expect(node, "p", KILN_ATTR_INT, err))) return s;
@@ -305,7 +286,7 @@ static kiln_status lpnorm_parse(const kiln_node *node, void *params, kiln_err *e
 static kiln_status lpnorm_infer(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                                 kiln_err *err)
 {
-    const norm_params *p = params;
+    const kiln_norm_params *p = params;
     const kiln_value *x = in[0];
     kiln_status s = expect_float_input(node, x, "input", err);
     if (s) return s;
@@ -318,10 +299,10 @@ static kiln_status lpnorm_infer(const kiln_node *node, const void *params, const
 }
 
 const kiln_op_schema kiln__ops_norm[] = {
-    {"BatchNormalization", "", 1, 5, 5, 1, 5, sizeof(norm_params), batchnorm_parse, batchnorm_infer},
-    {"InstanceNormalization", "", 1, 3, 3, 1, 1, sizeof(norm_params), instnorm_parse, instnorm_infer},
-    {"LayerNormalization", "", 17, 2, 3, 1, 3, sizeof(norm_params), layernorm_parse, layernorm_infer},
-    {"GroupNormalization", "", 18, 3, 3, 1, 1, sizeof(norm_params), groupnorm_parse, groupnorm_infer},
-    {"LpNormalization", "", 1, 1, 1, 1, 1, sizeof(norm_params), lpnorm_parse, lpnorm_infer},
+    {"BatchNormalization", "", 1, 5, 5, 1, 5, sizeof(kiln_norm_params), batchnorm_parse, batchnorm_infer},
+    {"InstanceNormalization", "", 1, 3, 3, 1, 1, sizeof(kiln_norm_params), instnorm_parse, instnorm_infer},
+    {"LayerNormalization", "", 17, 2, 3, 1, 3, sizeof(kiln_norm_params), layernorm_parse, layernorm_infer},
+    {"GroupNormalization", "", 18, 3, 3, 1, 1, sizeof(kiln_norm_params), groupnorm_parse, groupnorm_infer},
+    {"LpNormalization", "", 1, 1, 1, 1, 1, sizeof(kiln_norm_params), lpnorm_parse, lpnorm_infer},
     {0},
 };

@@ -4,11 +4,12 @@
  *
  * The axes to reduce are an attribute up to one opset and an optional second
  * input from then on (ReduceSum: 13, the others: 18). An empty or omitted axes
- * list means "all axes", or "nothing" with noop_with_empty_axes=1. The CPU
- * kernels read the same attributes and inputs back; everything they rely on
- * (axis ranges, no duplicates, a non-empty ArgMax axis) is checked here first.
+ * list means "all axes", or "nothing" with noop_with_empty_axes=1. The
+ * kernels take the parsed attributes and kiln__reduce_axes from here;
+ * everything they rely on (axis ranges, no duplicates, a non-empty ArgMax
+ * axis) is checked here first.
  */
-#include "ir.h"
+#include "ops_reduce.h"
 #include <string.h>
 
 #define BIT(t) (1u << (t))
@@ -24,19 +25,20 @@ typedef struct red_desc {
     uint32_t types;
 } red_desc;
 
+/* Indexed by kiln_reduce_op. */
 static const red_desc descs[] = {
-    {"ReduceSum", 13, T_NUM},
-    {"ReduceMean", 18, T_NUM},
-    {"ReduceMax", 18, T_NUM | BIT(KILN_DT_BOOL)},
-    {"ReduceMin", 18, T_NUM | BIT(KILN_DT_BOOL)},
-    {"ReduceProd", 18, T_NUM},
-    {"ReduceL1", 18, T_NUM},
-    {"ReduceL2", 18, T_NUM},
-    {"ReduceLogSum", 18, T_NUM},
-    {"ReduceLogSumExp", 18, T_NUM},
-    {"ReduceSumSquare", 18, T_NUM},
-    {"ArgMax", 0, T_NUM},
-    {"ArgMin", 0, T_NUM},
+    [KILN_REDUCE_SUM] = {"ReduceSum", 13, T_NUM},
+    [KILN_REDUCE_MEAN] = {"ReduceMean", 18, T_NUM},
+    [KILN_REDUCE_MAX] = {"ReduceMax", 18, T_NUM | BIT(KILN_DT_BOOL)},
+    [KILN_REDUCE_MIN] = {"ReduceMin", 18, T_NUM | BIT(KILN_DT_BOOL)},
+    [KILN_REDUCE_PROD] = {"ReduceProd", 18, T_NUM},
+    [KILN_REDUCE_L1] = {"ReduceL1", 18, T_NUM},
+    [KILN_REDUCE_L2] = {"ReduceL2", 18, T_NUM},
+    [KILN_REDUCE_LOG_SUM] = {"ReduceLogSum", 18, T_NUM},
+    [KILN_REDUCE_LOG_SUM_EXP] = {"ReduceLogSumExp", 18, T_NUM},
+    [KILN_REDUCE_SUM_SQUARE] = {"ReduceSumSquare", 18, T_NUM},
+    [KILN_REDUCE_ARGMAX] = {"ArgMax", 0, T_NUM},
+    [KILN_REDUCE_ARGMIN] = {"ArgMin", 0, T_NUM},
 };
 
 static const red_desc *find_desc(const char *op)
@@ -44,12 +46,6 @@ static const red_desc *find_desc(const char *op)
     for (size_t i = 0; i < sizeof descs / sizeof descs[0]; i++)
         if (!strcmp(descs[i].name, op)) return &descs[i];
     return NULL;
-}
-
-static const char *dt_name(kiln_dtype dt)
-{
-    const char *n = kiln_dtype_name(dt);
-    return n ? n : "?";
 }
 
 static kiln_status check_flag(const kiln_node *node, const char *name, kiln_err *err)
@@ -65,13 +61,19 @@ static kiln_status check_flag(const kiln_node *node, const char *name, kiln_err 
 
 static kiln_status red_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_reduce_params *p = params;
     const red_desc *d = find_desc(node->op_type);
     if (!d) return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s': no reduce op '%s'", node->name, node->op_type);
+    p->op = (kiln_reduce_op)(d - descs);
     kiln_status s;
     if ((s = check_flag(node, "keepdims", err))) return s;
+    p->keepdims = kiln__attr_int(node, "keepdims", 1) != 0;
     if (d->axes_input_since == 0) {
         if ((s = check_flag(node, "select_last_index", err))) return s;
-        return kiln__attr_expect(node, "axis", KILN_ATTR_INT, err);
+        if ((s = kiln__attr_expect(node, "axis", KILN_ATTR_INT, err))) return s;
+        p->axis = kiln__attr_int(node, "axis", 0);
+        p->select_last_index = kiln__attr_int(node, "select_last_index", 0) != 0;
+        return KILN_OK;
     }
     if ((s = check_flag(node, "noop_with_empty_axes", err))) return s;
     if ((s = kiln__attr_expect(node, "axes", KILN_ATTR_INTS, err))) return s;
@@ -82,16 +84,22 @@ static kiln_status red_parse(const kiln_node *node, void *params, kiln_err *err)
     if (node->opset < d->axes_input_since && node->n_in > 1)
         return kiln__fail(err, KILN_ERR_GRAPH, "node '%s' (%s): takes 1 input before opset %d, got %d", node->name,
                           node->op_type, d->axes_input_since, node->n_in);
+    p->axes_from_input = node->opset >= d->axes_input_since;
+    /* Only the input form has noop_with_empty_axes. */
+    p->noop_with_empty_axes = p->axes_from_input && kiln__attr_int(node, "noop_with_empty_axes", 0);
+    if (!p->axes_from_input) {
+        const int64_t *axes;
+        p->n_axes = kiln__attr_ints(node, "axes", &axes);
+        if (p->n_axes < 0) p->n_axes = 0;
+        /* More axes than any rank: kiln__reduce_axes() reports it against the input's rank. */
+        for (int64_t i = 0; i < p->n_axes && i < KILN_MAX_DIMS; i++) p->axes[i] = axes[i];
+    }
     return KILN_OK;
 }
 
-/*
- * Marks the reduced axes of a rank-r input in mask[]. *known is false when
- * the axes come from an input whose contents are not known (static
- * inference); then *n_axes_hint is the axes count when that is known.
- */
-static kiln_status reduced_axes(const kiln_node *node, const red_desc *d, const kiln_value *const *in, int r,
-                                bool mask[KILN_MAX_DIMS], bool *known, int *n_axes_hint, kiln_err *err)
+kiln_status kiln__reduce_axes(const kiln_node *node, const kiln_reduce_params *p,
+                              const kiln_value *const *in, int r, bool mask[KILN_MAX_DIMS],
+                              bool *known, int *n_axes_hint, kiln_err *err)
 {
     memset(mask, 0, sizeof(bool) * KILN_MAX_DIMS);
     *known = true;
@@ -99,14 +107,14 @@ static kiln_status reduced_axes(const kiln_node *node, const red_desc *d, const 
     int64_t n = 0;
     const int64_t *attr_axes = NULL;
     const kiln_value *ax = NULL;
-    if (node->opset < d->axes_input_since) {
-        n = kiln__attr_ints(node, "axes", &attr_axes);
-        if (n < 0) n = 0;
+    if (!p->axes_from_input) {
+        n = p->n_axes;
+        attr_axes = p->axes;
     } else if (node->n_in > 1 && in[1]) {
         ax = in[1];
         if (ax->dtype && ax->dtype != KILN_DT_INT64 && ax->dtype != KILN_DT_INT32)
             return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): axes must be int64, got %s", node->name,
-                              node->op_type, dt_name(ax->dtype));
+                              node->op_type, kiln_dtype_name(ax->dtype));
         if (ax->shape.rank > 1)
             return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): axes must be 1-D, got rank %d", node->name,
                               node->op_type, ax->shape.rank);
@@ -121,9 +129,7 @@ static kiln_status reduced_axes(const kiln_node *node, const red_desc *d, const 
                               node->op_type, ax->nbytes, (long long)n);
     }
     if (n == 0) {
-        /* Only the input form has noop_with_empty_axes. */
-        bool noop = node->opset >= d->axes_input_since && kiln__attr_int(node, "noop_with_empty_axes", 0);
-        if (!noop)
+        if (!p->noop_with_empty_axes)
             for (int i = 0; i < r; i++) mask[i] = true;
         return KILN_OK;
     }
@@ -155,7 +161,7 @@ static kiln_status check_data(const kiln_node *node, const red_desc *d, const ki
     if (!x) return kiln__fail(err, KILN_ERR_GRAPH, "node '%s' (%s): input data is missing", node->name, node->op_type);
     if (x->dtype && (x->dtype >= 32 || !(d->types & BIT(x->dtype))))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): input type %s is not supported", node->name,
-                          node->op_type, dt_name(x->dtype));
+                          node->op_type, kiln_dtype_name(x->dtype));
     if (x->shape.rank > KILN_MAX_DIMS)
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (%s): rank %d is over the limit", node->name, node->op_type,
                           x->shape.rank);
@@ -165,15 +171,15 @@ static kiln_status check_data(const kiln_node *node, const red_desc *d, const ki
 static kiln_status infer_reduce(const kiln_node *node, const void *params, const kiln_value *const *in,
                                 kiln_value *out, kiln_err *err)
 {
-    const red_desc *d = find_desc(node->op_type);
-    kiln_status s = check_data(node, d, in[0], err);
+    const kiln_reduce_params *p = params;
+    kiln_status s = check_data(node, &descs[p->op], in[0], err);
     if (s) return s;
     const kiln_value *x = in[0];
     int r = x->shape.rank;
-    bool keep = kiln__attr_int(node, "keepdims", 1) != 0;
+    bool keep = p->keepdims;
     bool mask[KILN_MAX_DIMS], known;
     int n_axes;
-    if ((s = reduced_axes(node, d, in, r, mask, &known, &n_axes, err))) return s;
+    if ((s = kiln__reduce_axes(node, p, in, r, mask, &known, &n_axes, err))) return s;
     kiln_shape o;
     memset(&o, 0, sizeof o);
     if (!known) {
@@ -207,13 +213,13 @@ static kiln_status infer_reduce(const kiln_node *node, const void *params, const
 static kiln_status infer_arg(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                              kiln_err *err)
 {
-    const red_desc *d = find_desc(node->op_type);
-    kiln_status s = check_data(node, d, in[0], err);
+    const kiln_reduce_params *p = params;
+    kiln_status s = check_data(node, &descs[p->op], in[0], err);
     if (s) return s;
     const kiln_value *x = in[0];
     int r = x->shape.rank;
-    bool keep = kiln__attr_int(node, "keepdims", 1) != 0;
-    int64_t axis = kiln__attr_int(node, "axis", 0);
+    bool keep = p->keepdims;
+    int64_t axis = p->axis;
     kiln_shape o;
     memset(&o, 0, sizeof o);
     if (r < 0) {
@@ -240,12 +246,14 @@ static kiln_status infer_arg(const kiln_node *node, const void *params, const ki
 #define REDUCE(name)                                                                                    \
     {                                                                                                   \
         .op_type = name, .domain = "", .since_version = 1, .min_inputs = 1, .max_inputs = 2,            \
-        .min_outputs = 1, .max_outputs = 1, .parse_attrs = red_parse, .infer = infer_reduce             \
+        .min_outputs = 1, .max_outputs = 1, .params_size = sizeof(kiln_reduce_params),                  \
+        .parse_attrs = red_parse, .infer = infer_reduce                                                 \
     }
 #define ARG(name)                                                                                       \
     {                                                                                                   \
         .op_type = name, .domain = "", .since_version = 1, .min_inputs = 1, .max_inputs = 1,            \
-        .min_outputs = 1, .max_outputs = 1, .parse_attrs = red_parse, .infer = infer_arg                \
+        .min_outputs = 1, .max_outputs = 1, .params_size = sizeof(kiln_reduce_params),                  \
+        .parse_attrs = red_parse, .infer = infer_arg                                                    \
     }
 
 const kiln_op_schema kiln__ops_reduce[] = {

@@ -6,50 +6,16 @@
  * (output dims, per-axis scales, region of interest) is computed here by
  * kiln__resize_geometry so the CPU kernel and shape inference agree exactly.
  */
-#include "ir.h"
+#include "ops_resize.h"
+#include "ops_util.h"
 #include <math.h>
 #include <string.h>
-
-/* The same layout is declared in src/cpu/cpu_resize.c (checked via kiln__resize_params_size). */
-typedef struct resize_params {
-    int op;              /* 0 Resize, 1 Upsample */
-    int mode;            /* 0 nearest, 1 linear, 2 cubic */
-    int ctm;             /* coordinate transformation mode, RZ_CTM_* */
-    int nearest;         /* RZ_NEAREST_* */
-    int exclude_outside;
-    int antialias;
-    int keep_aspect;     /* 0 stretch, 1 not_larger, 2 not_smaller */
-    float cubic_a;
-    float extrapolation;
-    int n_axes;          /* 0: all axes */
-    int64_t axes[KILN_MAX_DIMS];
-    int n_attr_scales;   /* Upsample-1/7: scales from attributes */
-    float attr_scales[KILN_MAX_DIMS];
-} resize_params;
-
-enum {
-    RZ_CTM_HALF_PIXEL,
-    RZ_CTM_HALF_PIXEL_SYMMETRIC,
-    RZ_CTM_PYTORCH_HALF_PIXEL,
-    RZ_CTM_ALIGN_CORNERS,
-    RZ_CTM_ASYMMETRIC,
-    RZ_CTM_TF_HALF_PIXEL_FOR_NN,
-    RZ_CTM_TF_CROP_AND_RESIZE,
-};
-enum {
-    RZ_NEAREST_ROUND_PREFER_FLOOR,
-    RZ_NEAREST_ROUND_PREFER_CEIL,
-    RZ_NEAREST_FLOOR,
-    RZ_NEAREST_CEIL,
-    RZ_NEAREST_SIMPLE, /* opset <= 10: floor when upsampling, ceil when downsampling */
-};
-
-const size_t kiln__resize_params_size = sizeof(resize_params);
 
 /* Largest output accepted: elements per dim and in all. */
 #define RZ_MAX_DIM ((int64_t)1 << 31)
 #define RZ_MAX_NUMEL ((int64_t)1 << 40)
 
+/* Index in names[] of string attribute `attr` (default def) into *out; fails on other values. */
 static kiln_status pick(const kiln_node *node, const char *attr, const char *def, const char *const *names,
                         int n, int *out, kiln_err *err)
 {
@@ -65,23 +31,38 @@ static kiln_status pick(const kiln_node *node, const char *attr, const char *def
                       node->op_type, attr, v);
 }
 
-static kiln_status parse_mode(const kiln_node *node, resize_params *p, kiln_err *err)
+static kiln_status parse_mode(const kiln_node *node, kiln_resize_params *p, kiln_err *err)
 {
     /* Upsample-1 spells linear "bilinear"; accept it everywhere. */
     static const char *const modes[] = {"nearest", "linear", "cubic", "bilinear"};
     int m;
     kiln_status s = pick(node, "mode", "nearest", modes, 4, &m, err);
     if (s) return s;
-    p->mode = m == 3 ? 1 : m;
-    if (p->op == 1 && p->mode == 2)
+    p->mode = m == 3 ? KILN_RESIZE_LINEAR : (kiln_resize_mode)m;
+    if (p->upsample && p->mode == KILN_RESIZE_CUBIC)
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Upsample): mode 'cubic' exists only in Resize", node->name);
     return KILN_OK;
 }
 
+/* Input positions of roi / scales / sizes for this op and opset (-1: none). */
+static void input_slots(const kiln_node *node, kiln_resize_params *p)
+{
+    p->roi_input = p->scales_input = p->sizes_input = -1;
+    if (p->upsample) {
+        if (p->n_attr_scales == 0) p->scales_input = 1;
+    } else if (node->opset == 10) {
+        p->scales_input = 1;
+    } else {
+        p->roi_input = 1;
+        p->scales_input = 2;
+        p->sizes_input = 3;
+    }
+}
+
 static kiln_status resize_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    resize_params *p = params;
-    p->op = 0;
+    kiln_resize_params *p = params;
+    p->upsample = false;
     kiln_status s = parse_mode(node, p, err);
     if (s) return s;
     if (node->opset > 0 && node->opset < 10)
@@ -89,20 +70,25 @@ static kiln_status resize_parse(const kiln_node *node, void *params, kiln_err *e
                           (long long)node->opset);
     if (node->opset == 10) {
         /* Resize-10 had no transformation attributes: asymmetric, ONNX Runtime's legacy rounding. */
-        p->ctm = RZ_CTM_ASYMMETRIC;
-        p->nearest = RZ_NEAREST_SIMPLE;
+        p->ctm = KILN_RESIZE_CTM_ASYMMETRIC;
+        p->nearest = KILN_RESIZE_NEAREST_SIMPLE;
         p->cubic_a = -0.75f;
-        if (p->mode == 2)
+        if (p->mode == KILN_RESIZE_CUBIC)
             return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Resize-10): mode 'cubic' needs opset >= 11", node->name);
+        input_slots(node, p);
         return KILN_OK;
     }
     static const char *const ctms[] = {"half_pixel",  "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                                        "asymmetric",  "tf_half_pixel_for_nn", "tf_crop_and_resize"};
-    if ((s = pick(node, "coordinate_transformation_mode", "half_pixel", ctms, 7, &p->ctm, err))) return s;
+    int v;
+    if ((s = pick(node, "coordinate_transformation_mode", "half_pixel", ctms, 7, &v, err))) return s;
+    p->ctm = (kiln_resize_ctm)v;
     static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
-    if ((s = pick(node, "nearest_mode", "round_prefer_floor", nms, 4, &p->nearest, err))) return s;
+    if ((s = pick(node, "nearest_mode", "round_prefer_floor", nms, 4, &v, err))) return s;
+    p->nearest = (kiln_resize_nearest)v;
     static const char *const kas[] = {"stretch", "not_larger", "not_smaller"};
-    if ((s = pick(node, "keep_aspect_ratio_policy", "stretch", kas, 3, &p->keep_aspect, err))) return s;
+    if ((s = pick(node, "keep_aspect_ratio_policy", "stretch", kas, 3, &v, err))) return s;
+    p->keep_aspect = (kiln_resize_keep_aspect)v;
     if ((s = kiln__attr_expect(node, "cubic_coeff_a", KILN_ATTR_FLOAT, err))) return s;
     if ((s = kiln__attr_expect(node, "extrapolation_value", KILN_ATTR_FLOAT, err))) return s;
     if ((s = kiln__attr_expect(node, "exclude_outside", KILN_ATTR_INT, err))) return s;
@@ -114,7 +100,7 @@ static kiln_status resize_parse(const kiln_node *node, void *params, kiln_err *e
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Resize): cubic_coeff_a is not finite", node->name);
     p->exclude_outside = kiln__attr_int(node, "exclude_outside", 0) != 0;
     /* Antialiasing only changes linear and cubic filters; nearest ignores it. */
-    p->antialias = kiln__attr_int(node, "antialias", 0) != 0 && p->mode != 0;
+    p->antialias = kiln__attr_int(node, "antialias", 0) != 0 && p->mode != KILN_RESIZE_NEAREST;
     const int64_t *axes;
     int64_t na = kiln__attr_ints(node, "axes", &axes);
     if (na > KILN_MAX_DIMS)
@@ -126,17 +112,18 @@ static kiln_status resize_parse(const kiln_node *node, void *params, kiln_err *e
         p->n_axes = (int)na;
         for (int i = 0; i < p->n_axes; i++) p->axes[i] = axes[i];
     }
+    input_slots(node, p);
     return KILN_OK;
 }
 
 static kiln_status upsample_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    resize_params *p = params;
-    p->op = 1;
+    kiln_resize_params *p = params;
+    p->upsample = true;
     kiln_status s = parse_mode(node, p, err);
     if (s) return s;
-    p->ctm = RZ_CTM_ASYMMETRIC;
-    p->nearest = RZ_NEAREST_SIMPLE;
+    p->ctm = KILN_RESIZE_CTM_ASYMMETRIC;
+    p->nearest = KILN_RESIZE_NEAREST_SIMPLE;
     p->cubic_a = -0.75f;
     if (node->opset > 0 && node->opset < 7) {
         /* Upsample-1: 4-D NCHW with height_scale / width_scale. */
@@ -167,27 +154,13 @@ static kiln_status upsample_parse(const kiln_node *node, void *params, kiln_err 
         if (!(p->attr_scales[i] > 0) || !isfinite(p->attr_scales[i]))
             return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Upsample): scale %d is %g, must be > 0", node->name, i,
                               (double)p->attr_scales[i]);
+    input_slots(node, p);
     return KILN_OK;
 }
 
 static const kiln_value *opt_in(const kiln_node *node, const kiln_value *const *in, int i)
 {
     return (i >= 0 && i < node->n_in) ? in[i] : NULL;
-}
-
-/* Input positions of roi / scales / sizes for this op and opset (-1: none). */
-static void input_slots(const kiln_node *node, const resize_params *p, int *roi, int *scales, int *sizes)
-{
-    *roi = *scales = *sizes = -1;
-    if (p->op == 1) {
-        if (p->n_attr_scales == 0) *scales = 1;
-    } else if (node->opset == 10) {
-        *scales = 1;
-    } else {
-        *roi = 1;
-        *scales = 2;
-        *sizes = 3;
-    }
 }
 
 /* A value counts as given when present and not statically known to be empty. */
@@ -199,7 +172,7 @@ static bool given(const kiln_value *v)
 }
 
 /* Resolves `axes` (attribute) against rank r into 0..r-1; identity when absent. */
-static kiln_status resolve_axes(const kiln_node *node, const resize_params *p, int r, int *axes, int *n, kiln_err *err)
+static kiln_status resolve_axes(const kiln_node *node, const kiln_resize_params *p, int r, int *axes, int *n, kiln_err *err)
 {
     if (!p->n_axes) {
         for (int i = 0; i < r; i++) axes[i] = i;
@@ -231,24 +204,15 @@ static kiln_status check_out_dim(const kiln_node *node, int axis, double v, int6
     return KILN_OK;
 }
 
-/*
- * Output dims, per-axis scale factors and region of interest (roi[0..r) starts,
- * roi[r..2r) ends, in normalized input coordinates) once X has constant dims
- * and scales / sizes / roi have data. Used by infer (run time) and the kernel.
- */
-kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, const kiln_value *const *in, int r,
-                                  const int64_t *in_dims, int64_t *out_dims, double *scales, double *roi, kiln_err *err);
-
-kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, const kiln_value *const *in, int r,
-                                  const int64_t *in_dims, int64_t *out_dims, double *scales, double *roi, kiln_err *err)
+kiln_status kiln__resize_geometry(const kiln_node *node, const kiln_resize_params *p,
+                                  const kiln_value *const *in, int r, const int64_t *in_dims,
+                                  int64_t *out_dims, double *scales, double *roi, kiln_err *err)
 {
-    const resize_params *p = params;
     int axes[KILN_MAX_DIMS], na;
     kiln_status s = resolve_axes(node, p, r, axes, &na, err);
     if (s) return s;
-    int roi_i, sc_i, sz_i;
-    input_slots(node, p, &roi_i, &sc_i, &sz_i);
-    const kiln_value *vroi = opt_in(node, in, roi_i), *vsc = opt_in(node, in, sc_i), *vsz = opt_in(node, in, sz_i);
+    const kiln_value *vroi = opt_in(node, in, p->roi_input), *vsc = opt_in(node, in, p->scales_input),
+                     *vsz = opt_in(node, in, p->sizes_input);
     if (!given(vsc)) vsc = NULL;
     if (!given(vsz)) vsz = NULL;
     if (!given(vroi)) vroi = NULL;
@@ -296,7 +260,7 @@ kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, con
                 return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (Resize): input dim %d is 0, cannot resize it to %lld",
                                   node->name, a, (long long)sz[i]);
         }
-        if (p->keep_aspect == 0) {
+        if (p->keep_aspect == KILN_RESIZE_STRETCH) {
             for (int i = 0; i < na; i++) {
                 int a = axes[i];
                 out_dims[a] = sz[i];
@@ -310,7 +274,7 @@ kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, con
                     return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (Resize): keep_aspect_ratio_policy with input dim %d of 0",
                                       node->name, a);
                 double v = (double)sz[i] / (double)in_dims[a];
-                if (i == 0 || (p->keep_aspect == 1 ? v < sc : v > sc)) sc = v;
+                if (i == 0 || (p->keep_aspect == KILN_RESIZE_NOT_LARGER ? v < sc : v > sc)) sc = v;
             }
             for (int i = 0; i < na; i++) {
                 int a = axes[i];
@@ -328,7 +292,7 @@ kiln_status kiln__resize_geometry(const kiln_node *node, const void *params, con
     for (int i = 0; i < r; i++)
         if ((s = check_out_dim(node, i, floor(scales[i] * (double)in_dims[i]), &out_dims[i], err))) return s;
 done:
-    if (p->ctm == RZ_CTM_TF_CROP_AND_RESIZE && p->op == 0) {
+    if (p->ctm == KILN_RESIZE_CTM_TF_CROP_AND_RESIZE && !p->upsample) {
         if (!vroi)
             return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (Resize): tf_crop_and_resize needs a non-empty roi",
                               node->name);
@@ -366,30 +330,24 @@ static kiln_dim scale_dim(kiln_dim d, double s)
     return kiln__dim_unknown();
 }
 
-static bool is_float_type(kiln_dtype t)
-{
-    return t == KILN_DT_FLOAT || t == KILN_DT_DOUBLE || t == KILN_DT_FLOAT16 || t == KILN_DT_BFLOAT16;
-}
-
 static kiln_status resize_infer(const kiln_node *node, const void *params, const kiln_value *const *in, kiln_value *out,
                                 kiln_err *err)
 {
-    const resize_params *p = params;
+    const kiln_resize_params *p = params;
     const kiln_value *x = in[0];
     if (!x) return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): input X is missing", node->name, node->op_type);
     if (x->dtype == KILN_DT_STRING || x->dtype == KILN_DT_COMPLEX64 || x->dtype == KILN_DT_COMPLEX128)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): input type %s is not supported", node->name,
                           node->op_type, kiln_dtype_name(x->dtype));
-    int roi_i, sc_i, sz_i;
-    input_slots(node, p, &roi_i, &sc_i, &sz_i);
-    const kiln_value *vroi = opt_in(node, in, roi_i), *vsc = opt_in(node, in, sc_i), *vsz = opt_in(node, in, sz_i);
-    if (vsc && vsc->dtype && !is_float_type(vsc->dtype))
+    const kiln_value *vroi = opt_in(node, in, p->roi_input), *vsc = opt_in(node, in, p->scales_input),
+                     *vsz = opt_in(node, in, p->sizes_input);
+    if (vsc && vsc->dtype && !kiln__dtype_is_float(vsc->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): scales must be float, got %s", node->name, node->op_type,
                           kiln_dtype_name(vsc->dtype));
     if (vsz && vsz->dtype && vsz->dtype != KILN_DT_INT64)
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (Resize): sizes must be int64, got %s", node->name,
                           kiln_dtype_name(vsz->dtype));
-    if (vroi && vroi->dtype && !is_float_type(vroi->dtype))
+    if (vroi && vroi->dtype && !kiln__dtype_is_float(vroi->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (Resize): roi must be float, got %s", node->name,
                           kiln_dtype_name(vroi->dtype));
 
@@ -419,7 +377,7 @@ static kiln_status resize_infer(const kiln_node *node, const void *params, const
     bool x_const = kiln__shape_is_const(&x->shape);
     bool sc_ready = !vsc || vsc->data || (vsc->shape.rank >= 0 && !given(vsc));
     bool sz_ready = !vsz || vsz->data || (vsz->shape.rank >= 0 && !given(vsz));
-    bool roi_ready = !vroi || vroi->data || (vroi->shape.rank >= 0 && !given(vroi)) || p->ctm != RZ_CTM_TF_CROP_AND_RESIZE;
+    bool roi_ready = !vroi || vroi->data || (vroi->shape.rank >= 0 && !given(vroi)) || p->ctm != KILN_RESIZE_CTM_TF_CROP_AND_RESIZE;
     if (x_const && sc_ready && sz_ready && roi_ready) {
         int64_t in_dims[KILN_MAX_DIMS], od[KILN_MAX_DIMS];
         double scales[KILN_MAX_DIMS], roi[2 * KILN_MAX_DIMS];
@@ -447,7 +405,7 @@ static kiln_status resize_infer(const kiln_node *node, const void *params, const
         for (int i = 0; i < r; i++) os.d[i] = scale_dim(x->shape.d[i], p->attr_scales[i]);
     } else if (given(vsc) && vsc->data && kiln__value_numel(vsc) == na) {
         for (int i = 0; i < na; i++) os.d[axes[i]] = scale_dim(x->shape.d[axes[i]], kiln__value_get_f64(vsc, i));
-    } else if (given(vsz) && p->keep_aspect == 0) {
+    } else if (given(vsz) && p->keep_aspect == KILN_RESIZE_STRETCH) {
         if (vsz->data && kiln__value_numel(vsz) == na) {
             for (int i = 0; i < na; i++) {
                 int64_t v = kiln__value_get_i64(vsz, i);
@@ -462,7 +420,7 @@ static kiln_status resize_infer(const kiln_node *node, const void *params, const
 }
 
 const kiln_op_schema kiln__ops_resize[] = {
-    {"Resize", "", 10, 1, 4, 1, 1, sizeof(resize_params), resize_parse, resize_infer},
-    {"Upsample", "", 1, 1, 2, 1, 1, sizeof(resize_params), upsample_parse, resize_infer},
+    {"Resize", "", 10, 1, 4, 1, 1, sizeof(kiln_resize_params), resize_parse, resize_infer},
+    {"Upsample", "", 1, 1, 2, 1, 1, sizeof(kiln_resize_params), upsample_parse, resize_infer},
     {0},
 };

@@ -2,21 +2,13 @@
  * Op schemas of the sampling family: GridSample (opset 16: 4-D; opset 20:
  * N-D with the modes renamed linear / cubic).
  */
-#include "ir.h"
+#include "ops_sampling.h"
+#include "ops_util.h"
 #include <string.h>
-
-/* The same layout is declared in src/cpu/cpu_sampling.c (checked via kiln__sampling_params_size). */
-typedef struct gridsample_params {
-    int mode;    /* 0 nearest, 1 linear, 2 cubic */
-    int padding; /* 0 zeros, 1 border, 2 reflection */
-    int align_corners;
-} gridsample_params;
-
-const size_t kiln__sampling_params_size = sizeof(gridsample_params);
 
 static kiln_status gridsample_parse(const kiln_node *node, void *params, kiln_err *err)
 {
-    gridsample_params *p = params;
+    kiln_gridsample_params *p = params;
     kiln_status s;
     if ((s = kiln__attr_expect(node, "mode", KILN_ATTR_STRING, err))) return s;
     if ((s = kiln__attr_expect(node, "padding_mode", KILN_ATTR_STRING, err))) return s;
@@ -24,25 +16,20 @@ static kiln_status gridsample_parse(const kiln_node *node, void *params, kiln_er
     /* Opset 16 says bilinear / bicubic, opset 20 linear / cubic; accept both spellings. */
     const char *def = node->opset > 0 && node->opset < 20 ? "bilinear" : "linear";
     const char *m = kiln__attr_string(node, "mode", def);
-    if (!strcmp(m, "nearest")) p->mode = 0;
-    else if (!strcmp(m, "linear") || !strcmp(m, "bilinear")) p->mode = 1;
-    else if (!strcmp(m, "cubic") || !strcmp(m, "bicubic")) p->mode = 2;
+    if (!strcmp(m, "nearest")) p->mode = KILN_GRIDSAMPLE_NEAREST;
+    else if (!strcmp(m, "linear") || !strcmp(m, "bilinear")) p->mode = KILN_GRIDSAMPLE_LINEAR;
+    else if (!strcmp(m, "cubic") || !strcmp(m, "bicubic")) p->mode = KILN_GRIDSAMPLE_CUBIC;
     else
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (GridSample): mode '%s' is not supported", node->name, m);
     const char *pm = kiln__attr_string(node, "padding_mode", "zeros");
-    if (!strcmp(pm, "zeros")) p->padding = 0;
-    else if (!strcmp(pm, "border")) p->padding = 1;
-    else if (!strcmp(pm, "reflection")) p->padding = 2;
+    if (!strcmp(pm, "zeros")) p->padding = KILN_GRIDSAMPLE_ZEROS;
+    else if (!strcmp(pm, "border")) p->padding = KILN_GRIDSAMPLE_BORDER;
+    else if (!strcmp(pm, "reflection")) p->padding = KILN_GRIDSAMPLE_REFLECTION;
     else
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (GridSample): padding_mode '%s' is not supported",
                           node->name, pm);
     p->align_corners = kiln__attr_int(node, "align_corners", 0) != 0;
     return KILN_OK;
-}
-
-static bool is_float_type(kiln_dtype t)
-{
-    return t == KILN_DT_FLOAT || t == KILN_DT_DOUBLE || t == KILN_DT_FLOAT16 || t == KILN_DT_BFLOAT16;
 }
 
 static kiln_status gridsample_infer(const kiln_node *node, const void *params, const kiln_value *const *in,
@@ -54,7 +41,7 @@ static kiln_status gridsample_infer(const kiln_node *node, const void *params, c
     if (x->dtype == KILN_DT_STRING || x->dtype == KILN_DT_COMPLEX64 || x->dtype == KILN_DT_COMPLEX128)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (GridSample): X type %s is not supported", node->name,
                           kiln_dtype_name(x->dtype));
-    if (g->dtype && !is_float_type(g->dtype))
+    if (g->dtype && !kiln__dtype_is_float(g->dtype))
         return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (GridSample): grid must be a float type, got %s", node->name,
                           kiln_dtype_name(g->dtype));
     int r = x->shape.rank >= 0 ? x->shape.rank : g->shape.rank;
@@ -99,6 +86,6 @@ static kiln_status gridsample_infer(const kiln_node *node, const void *params, c
 }
 
 const kiln_op_schema kiln__ops_sampling[] = {
-    {"GridSample", "", 16, 2, 2, 1, 1, sizeof(gridsample_params), gridsample_parse, gridsample_infer},
+    {"GridSample", "", 16, 2, 2, 1, 1, sizeof(kiln_gridsample_params), gridsample_parse, gridsample_infer},
     {0},
 };

@@ -8,139 +8,12 @@
  * keeps H and W symbolic. Consumers read in->data first (always set at run
  * time) and fall back to in->symval.
  */
-#include "ir.h"
+#include "ops_shape.h"
+#include "ops_util.h"
 #include <math.h>
 #include <string.h>
 
-/* Largest element count an op here may create from shape data; guards against absurd sizes. */
-#define MAX_NUMEL ((int64_t)1 << 32)
-
 #define FAIL(st, ...) return kiln__fail(err, st, __VA_ARGS__)
-
-/*
- * Helpers shared with ops_movement.c (which repeats these prototypes; they
- * would sit better in ir.h).
- */
-void kiln__ops_clear_symval(const kiln_node *node, kiln_value *out);
-void kiln__ops_set_symval(kiln_value *out, const kiln_dim *d, int n);
-kiln_status kiln__ops_read_ints(const kiln_node *node, const kiln_value *v, const char *what,
-                                kiln_dim *out, int max, int *n, bool *known, kiln_err *err);
-int64_t kiln__ops_const_len(const kiln_value *v);
-kiln_status kiln__ops_check_numel(const kiln_node *node, const kiln_shape *s, kiln_err *err);
-kiln_status kiln__ops_norm_axis(const kiln_node *node, int64_t axis, int rank, int64_t *out,
-                                kiln_err *err);
-kiln_dim kiln__ops_dim_add(kiln_dim d, int64_t c);
-kiln_dim kiln__ops_dim_mul(kiln_dim d, int64_t c);
-kiln_dim kiln__ops_dim_div(kiln_dim d, int64_t c);
-
-/* Shared with cpu_shape.c, which repeats these prototypes. */
-void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end);
-int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta);
-
-void kiln__ops_clear_symval(const kiln_node *node, kiln_value *out)
-{
-    for (int i = 0; i < node->n_out; i++) out[i].symval_n = 0;
-}
-
-static bool is_int_dtype(kiln_dtype dt)
-{
-    return dt == KILN_DT_INT64 || dt == KILN_DT_INT32 || dt == KILN_DT_UNDEFINED;
-}
-
-void kiln__ops_set_symval(kiln_value *out, const kiln_dim *d, int n)
-{
-    if (n <= 0 || n > KILN_SYMVAL_MAX) {
-        out->symval_n = 0;
-        return;
-    }
-    memcpy(out->symval, d, sizeof(kiln_dim) * (size_t)n);
-    out->symval_n = n;
-}
-
-/*
- * Reads a small integer tensor (rank <= 1) as dims: from data when set (always
- * at run time), else from symval. *known is false when the contents are not
- * known statically. Fails when the tensor has more than `max` entries.
- */
-kiln_status kiln__ops_read_ints(const kiln_node *node, const kiln_value *v, const char *what,
-                             kiln_dim *out, int max, int *n, bool *known, kiln_err *err)
-{
-    *known = false;
-    *n = 0;
-    if (!v) return KILN_OK;
-    if (!is_int_dtype(v->dtype))
-        FAIL(KILN_ERR_DTYPE, "node '%s' (%s): %s must be int64, got %s", node->name, node->op_type,
-             what, kiln_dtype_name(v->dtype));
-    if (v->shape.rank > 1)
-        FAIL(KILN_ERR_SHAPE, "node '%s' (%s): %s must be 1-D, got rank %d", node->name,
-             node->op_type, what, v->shape.rank);
-    int64_t numel = kiln__shape_numel(&v->shape);
-    if (numel > max)
-        FAIL(KILN_ERR_LIMIT, "node '%s' (%s): %s has %lld entries, at most %d supported",
-             node->name, node->op_type, what, (long long)numel, max);
-    if (v->data && numel >= 0) {
-        for (int64_t i = 0; i < numel; i++) out[i] = kiln__dim_const(kiln__value_get_i64(v, i));
-        *n = (int)numel;
-        *known = true;
-    } else if (v->symval_n > 0 && v->symval_n <= max && (numel < 0 || numel == v->symval_n)) {
-        memcpy(out, v->symval, sizeof(kiln_dim) * (size_t)v->symval_n);
-        *n = v->symval_n;
-        *known = true;
-    } else if (numel == 0) {
-        *known = true;
-    }
-    return KILN_OK;
-}
-
-/* Entry count of a rank-1 value when its length is a known constant, else -1. */
-int64_t kiln__ops_const_len(const kiln_value *v)
-{
-    if (!v || v->shape.rank != 1 || !kiln__dim_is_const(v->shape.d[0])) return -1;
-    return v->shape.d[0].add;
-}
-
-/*
- * Dim arithmetic that cannot overflow, whatever dims a model declares: a
- * constant result that would overflow, or a symbolic form with factors too
- * large to combine safely, becomes unknown. Real run-time dims are far below
- * these bounds, so run-time shapes stay exact.
- */
-#define SYM_COEF_MAX ((int64_t)1 << 40)
-#define SYM_FACTOR_MAX ((int64_t)1 << 20)
-
-static bool sym_small(kiln_dim d)
-{
-    return d.sym >= 0 && d.mul > -SYM_COEF_MAX && d.mul < SYM_COEF_MAX && d.add > -SYM_COEF_MAX &&
-           d.add < SYM_COEF_MAX && d.div < SYM_FACTOR_MAX;
-}
-
-kiln_dim kiln__ops_dim_add(kiln_dim d, int64_t c)
-{
-    if (kiln__dim_is_const(d)) {
-        int64_t v;
-        return __builtin_add_overflow(d.add, c, &v) ? kiln__dim_unknown() : kiln__dim_const(v);
-    }
-    if (!sym_small(d) || c <= -SYM_COEF_MAX || c >= SYM_COEF_MAX) return kiln__dim_unknown();
-    return kiln__dim_add(d, c);
-}
-
-kiln_dim kiln__ops_dim_mul(kiln_dim d, int64_t c)
-{
-    if (kiln__dim_is_const(d)) {
-        int64_t v;
-        return __builtin_mul_overflow(d.add, c, &v) ? kiln__dim_unknown() : kiln__dim_const(v);
-    }
-    if (!sym_small(d) || c < 0 || c >= SYM_FACTOR_MAX) return kiln__dim_unknown();
-    return kiln__dim_mul(d, c);
-}
-
-kiln_dim kiln__ops_dim_div(kiln_dim d, int64_t c)
-{
-    if (c <= 0) return kiln__dim_unknown();
-    if (kiln__dim_is_const(d)) return kiln__dim_div(d, c);
-    if (!sym_small(d) || c >= SYM_FACTOR_MAX) return kiln__dim_unknown();
-    return kiln__dim_div(d, c);
-}
 
 /* Product of dims [from, to): constant, one symbol times a constant, or unknown. */
 static kiln_dim dims_product(const kiln_dim *d, int from, int to)
@@ -164,33 +37,6 @@ static kiln_dim dims_product(const kiln_dim *d, int from, int to)
     return kiln__dim_unknown();
 }
 
-kiln_status kiln__ops_check_numel(const kiln_node *node, const kiln_shape *s, kiln_err *err)
-{
-    if (s->rank < 0) return KILN_OK;
-    int64_t n = 1;
-    for (int i = 0; i < s->rank; i++) {
-        if (!kiln__dim_is_const(s->d[i])) continue;
-        if (s->d[i].add < 0)
-            FAIL(KILN_ERR_SHAPE, "node '%s' (%s): output dim %d is negative (%lld)", node->name,
-                 node->op_type, i, (long long)s->d[i].add);
-        if (__builtin_mul_overflow(n, s->d[i].add, &n) || n > MAX_NUMEL)
-            FAIL(KILN_ERR_LIMIT, "node '%s' (%s): output has more than %lld elements", node->name,
-                 node->op_type, (long long)MAX_NUMEL);
-    }
-    return KILN_OK;
-}
-
-/* Axis in [-rank, rank) made non-negative; fails when out of range. */
-kiln_status kiln__ops_norm_axis(const kiln_node *node, int64_t axis, int rank, int64_t *out,
-                             kiln_err *err)
-{
-    if (axis < -(int64_t)rank || axis >= rank)
-        FAIL(KILN_ERR_SHAPE, "node '%s' (%s): axis %lld out of range for rank %d", node->name,
-             node->op_type, (long long)axis, rank);
-    *out = axis < 0 ? axis + rank : axis;
-    return KILN_OK;
-}
-
 /* Most ops here pass the symval of a small int64 tensor through a re-view of it. */
 static void pass_symval(const kiln_value *in, kiln_value *out)
 {
@@ -210,16 +56,20 @@ static void pass_symval(const kiln_value *in, kiln_value *out)
 
 static kiln_status shape_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_shape_op_params *p = params;
     kiln_status st = kiln__attr_expect(node, "start", KILN_ATTR_INT, err);
     if (!st) st = kiln__attr_expect(node, "end", KILN_ATTR_INT, err);
-    return st;
+    if (st) return st;
+    p->start = kiln__attr_int(node, "start", 0);
+    p->has_end = kiln__node_attr(node, "end") != NULL;
+    p->end = kiln__attr_int(node, "end", 0);
+    return KILN_OK;
 }
 
-/* [start, end) of the dims Shape reports, clamped as opset 15 says. */
-void kiln__shape_op_range(const kiln_node *node, int rank, int *start, int *end)
+void kiln__shape_op_range(const kiln_shape_op_params *p, int rank, int *start, int *end)
 {
-    int64_t s = kiln__attr_int(node, "start", 0);
-    int64_t e = kiln__attr_int(node, "end", rank);
+    int64_t s = p->start;
+    int64_t e = p->has_end ? p->end : rank;
     if (s < 0) s += rank;
     if (e < 0) e += rank;
     s = s < 0 ? 0 : (s > rank ? rank : s);
@@ -241,7 +91,7 @@ static kiln_status shape_infer(const kiln_node *node, const void *params,
         return KILN_OK;
     }
     int b, e;
-    kiln__shape_op_range(node, r, &b, &e);
+    kiln__shape_op_range(params, r, &b, &e);
     s.d[0] = kiln__dim_const(e - b);
     kiln__value_set_type(&out[0], KILN_DT_INT64, &s);
     kiln__ops_set_symval(&out[0], &in[0]->shape.d[b], e - b);
@@ -267,6 +117,7 @@ static kiln_status size_infer(const kiln_node *node, const void *params,
 
 static kiln_status cos_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_constant_of_shape_params *p = params;
     kiln_status st = kiln__attr_expect(node, "value", KILN_ATTR_TENSOR, err);
     if (st) return st;
     const kiln_attr *a = kiln__node_attr(node, "value");
@@ -278,6 +129,16 @@ static kiln_status cos_parse(const kiln_node *node, void *params, kiln_err *err)
             FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (ConstantOfShape): value type %s unsupported",
                  node->name, kiln_dtype_name(a->t->dtype));
     }
+    p->dtype = KILN_DT_FLOAT;
+    if (a) {
+        size_t es = kiln_dtype_size(a->t->dtype);
+        if (es > sizeof p->value)
+            FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (ConstantOfShape): value type %s unsupported",
+                 node->name, kiln_dtype_name(a->t->dtype));
+        p->dtype = a->t->dtype;
+        p->has_value = true;
+        memcpy(p->value, a->t->data, es);
+    }
     return KILN_OK;
 }
 
@@ -285,8 +146,8 @@ static kiln_status cos_infer(const kiln_node *node, const void *params,
                              const kiln_value *const *in, kiln_value *out, kiln_err *err)
 {
     kiln__ops_clear_symval(node, out);
-    const kiln_attr *a = kiln__node_attr(node, "value");
-    kiln_dtype dt = (a && a->t) ? a->t->dtype : KILN_DT_FLOAT;
+    const kiln_constant_of_shape_params *p = params;
+    kiln_dtype dt = p->dtype;
     kiln_dim d[KILN_MAX_DIMS];
     int n;
     bool known;
@@ -317,7 +178,8 @@ static kiln_status cos_infer(const kiln_node *node, const void *params,
     /* An int64 fill is often part of a shape computation (e.g. ones for Expand). */
     int64_t numel = kiln__shape_numel(&s);
     if (dt == KILN_DT_INT64 && numel > 0 && numel <= KILN_SYMVAL_MAX) {
-        int64_t v = a ? kiln__value_get_i64(a->t, 0) : 0;
+        kiln_value fill = {.dtype = dt, .data = (void *)p->value};
+        int64_t v = p->has_value ? kiln__value_get_i64(&fill, 0) : 0;
         kiln_dim sv[KILN_SYMVAL_MAX];
         for (int64_t i = 0; i < numel; i++) sv[i] = kiln__dim_const(v);
         kiln__ops_set_symval(&out[0], sv, (int)numel);
@@ -417,13 +279,8 @@ static kiln_status identity_infer(const kiln_node *node, const void *params,
 
 /* ---- Range ---------------------------------------------------------------- */
 
-static bool is_float_dtype(kiln_dtype dt)
-{
-    return dt == KILN_DT_FLOAT || dt == KILN_DT_DOUBLE || dt == KILN_DT_FLOAT16 ||
-           dt == KILN_DT_BFLOAT16;
-}
+static bool is_float_dtype(kiln_dtype dt) { return kiln__dtype_is_float(dt); }
 
-/* Element count of Range for concrete start/limit/delta; fails on delta 0 or absurd counts. */
 int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, const kiln_value *delta)
 {
     if (is_float_dtype(start->dtype)) {
@@ -432,7 +289,7 @@ int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, cons
         if (d == 0 || !isfinite(s) || !isfinite(l) || !isfinite(d)) return -1;
         double n = ceil((l - s) / d);
         if (!(n > 0)) return 0;
-        if (n > (double)MAX_NUMEL) return -2;
+        if (n > (double)KILN_OPS_MAX_NUMEL) return -2;
         return (int64_t)n;
     }
     int64_t s = kiln__value_get_i64(start, 0), l = kiln__value_get_i64(limit, 0);
@@ -443,7 +300,7 @@ int64_t kiln__range_count(const kiln_value *start, const kiln_value *limit, cons
     uint64_t span = d > 0 ? (uint64_t)l - (uint64_t)s : (uint64_t)s - (uint64_t)l;
     uint64_t step = d > 0 ? (uint64_t)d : (uint64_t)0 - (uint64_t)d;
     uint64_t n = span / step + (span % step != 0);
-    if (n > (uint64_t)MAX_NUMEL) return -2;
+    if (n > (uint64_t)KILN_OPS_MAX_NUMEL) return -2;
     return (int64_t)n;
 }
 
@@ -472,7 +329,7 @@ static kiln_status range_infer(const kiln_node *node, const void *params,
                  node->name);
         if (n < 0)
             FAIL(KILN_ERR_LIMIT, "node '%s' (Range): more than %lld elements", node->name,
-                 (long long)MAX_NUMEL);
+                 (long long)KILN_OPS_MAX_NUMEL);
         s.d[0] = kiln__dim_const(n);
     } else if (dt == KILN_DT_INT64 || dt == KILN_DT_INT32) {
         /* Range(start, L, delta) with constant start/delta > 0 and symbolic L (e.g. an H). */
@@ -834,6 +691,7 @@ static kiln_status expand_infer(const kiln_node *node, const void *params,
 
 static kiln_status eyelike_parse(const kiln_node *node, void *params, kiln_err *err)
 {
+    kiln_eyelike_params *p = params;
     kiln_status st = kiln__attr_expect(node, "k", KILN_ATTR_INT, err);
     if (!st) st = kiln__attr_expect(node, "dtype", KILN_ATTR_INT, err);
     if (st) return st;
@@ -842,6 +700,8 @@ static kiln_status eyelike_parse(const kiln_node *node, void *params, kiln_err *
         (dt <= 0 || dt > KILN_DT_BFLOAT16 || kiln_dtype_size((kiln_dtype)dt) == 0))
         FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (EyeLike): dtype %lld unsupported", node->name,
              (long long)dt);
+    p->k = kiln__attr_int(node, "k", 0);
+    p->dtype = (kiln_dtype)dt;
     return KILN_OK;
 }
 
@@ -853,7 +713,8 @@ static kiln_status eyelike_infer(const kiln_node *node, const void *params,
     if (x->shape.rank >= 0 && x->shape.rank != 2)
         FAIL(KILN_ERR_SHAPE, "node '%s' (EyeLike): input must be 2-D, got rank %d", node->name,
              x->shape.rank);
-    kiln_dtype dt = (kiln_dtype)kiln__attr_int(node, "dtype", x->dtype);
+    const kiln_eyelike_params *p = params;
+    kiln_dtype dt = p->dtype != KILN_DT_UNDEFINED ? p->dtype : x->dtype;
     if (dt == KILN_DT_STRING || (dt != KILN_DT_UNDEFINED && kiln_dtype_size(dt) == 0))
         FAIL(KILN_ERR_UNSUPPORTED, "node '%s' (EyeLike): type %s unsupported", node->name,
              kiln_dtype_name(dt));
@@ -861,12 +722,60 @@ static kiln_status eyelike_infer(const kiln_node *node, const void *params,
     return KILN_OK;
 }
 
+/* ---- Dropout -------------------------------------------------------------- */
+
+/*
+ * Inference semantics: y = x and the mask is all true. Training mode with a
+ * ratio above 0 is random and is refused by the kernel, not here, so that a
+ * model whose training_mode is a graph input still loads.
+ */
+static kiln_status dropout_parse(const kiln_node *node, void *params, kiln_err *err)
+{
+    kiln_status st = kiln__attr_expect(node, "ratio", KILN_ATTR_FLOAT, err);
+    if (!st) st = kiln__attr_expect(node, "seed", KILN_ATTR_INT, err);
+    if (!st) st = kiln__attr_expect(node, "is_test", KILN_ATTR_INT, err);
+    return st;
+}
+
+static kiln_status dropout_infer(const kiln_node *node, const void *params,
+                                 const kiln_value *const *in, kiln_value *out, kiln_err *err)
+{
+    kiln__ops_clear_symval(node, out);
+    const kiln_value *x = in[0];
+    if (x->dtype != KILN_DT_UNDEFINED && !is_float_dtype(x->dtype))
+        FAIL(KILN_ERR_DTYPE, "node '%s' (Dropout): input must be a float type, got %s", node->name,
+             kiln_dtype_name(x->dtype));
+    const kiln_value *ratio = node->n_in > 1 ? in[1] : NULL;
+    const kiln_value *mode = node->n_in > 2 ? in[2] : NULL;
+    if (ratio) {
+        if (ratio->dtype != KILN_DT_UNDEFINED && !is_float_dtype(ratio->dtype))
+            FAIL(KILN_ERR_DTYPE, "node '%s' (Dropout): ratio must be a float type, got %s",
+                 node->name, kiln_dtype_name(ratio->dtype));
+        int64_t n = kiln__shape_numel(&ratio->shape);
+        if (ratio->shape.rank > 1 || (n >= 0 && n != 1))
+            FAIL(KILN_ERR_SHAPE, "node '%s' (Dropout): ratio must be a scalar", node->name);
+    }
+    if (mode) {
+        if (mode->dtype != KILN_DT_UNDEFINED && mode->dtype != KILN_DT_BOOL)
+            FAIL(KILN_ERR_DTYPE, "node '%s' (Dropout): training_mode must be bool, got %s",
+                 node->name, kiln_dtype_name(mode->dtype));
+        int64_t n = kiln__shape_numel(&mode->shape);
+        if (mode->shape.rank > 1 || (n >= 0 && n != 1))
+            FAIL(KILN_ERR_SHAPE, "node '%s' (Dropout): training_mode must be a scalar", node->name);
+    }
+    kiln__value_set_type(&out[0], x->dtype, &x->shape);
+    /* Before opset 10 the mask has the input's type; since then it is bool. */
+    if (node->n_out > 1)
+        kiln__value_set_type(&out[1], node->opset < 10 ? x->dtype : KILN_DT_BOOL, &x->shape);
+    return KILN_OK;
+}
+
 /* ---- table ---------------------------------------------------------------- */
 
 const kiln_op_schema kiln__ops_shape[] = {
-    {"Shape", "", 1, 1, 1, 1, 1, 0, shape_parse, shape_infer},
+    {"Shape", "", 1, 1, 1, 1, 1, sizeof(kiln_shape_op_params), shape_parse, shape_infer},
     {"Size", "", 1, 1, 1, 1, 1, 0, NULL, size_infer},
-    {"ConstantOfShape", "", 9, 1, 1, 1, 1, 0, cos_parse, cos_infer},
+    {"ConstantOfShape", "", 9, 1, 1, 1, 1, sizeof(kiln_constant_of_shape_params), cos_parse, cos_infer},
     {"Constant", "", 1, 0, 0, 1, 1, 0, constant_parse, constant_infer},
     {"Identity", "", 1, 1, 1, 1, 1, 0, NULL, identity_infer},
     {"Range", "", 11, 3, 3, 1, 1, 0, NULL, range_infer},
@@ -875,6 +784,7 @@ const kiln_op_schema kiln__ops_shape[] = {
     {"Squeeze", "", 1, 1, 2, 1, 1, 0, axes_parse, squeeze_infer},
     {"Unsqueeze", "", 1, 1, 2, 1, 1, 0, axes_parse, unsqueeze_infer},
     {"Expand", "", 8, 2, 2, 1, 1, 0, NULL, expand_infer},
-    {"EyeLike", "", 9, 1, 1, 1, 1, 0, eyelike_parse, eyelike_infer},
+    {"EyeLike", "", 9, 1, 1, 1, 1, sizeof(kiln_eyelike_params), eyelike_parse, eyelike_infer},
+    {"Dropout", "", 7, 1, 3, 1, 2, 0, dropout_parse, dropout_infer},
     {0},
 };

@@ -100,9 +100,19 @@ void kiln_host_tensor_release(kiln_host_tensor *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Exact, with no signed overflow: 0 when any dim is 0 (whatever the others), -1 for a NULL
+ * tensor, a bad rank, a negative dim, or a product past INT64_MAX (the readers refuse those). */
 int64_t kiln_host_tensor_numel(const kiln_host_tensor *t)
 {
+    if (!t || t->rank < 0 || t->rank > KILN_MAX_DIMS) return -1;
     int64_t n = 1;
-    for (int i = 0; i < t->rank; i++) n *= t->dims[i];
-    return n;
+    bool overflow = false;
+    for (int i = 0; i < t->rank; i++) {
+        int64_t d = t->dims[i];
+        if (d < 0) return -1;
+        if (d == 0) return 0;
+        if (overflow || n > INT64_MAX / d) overflow = true;
+        else n *= d;
+    }
+    return overflow ? -1 : n;
 }

@@ -679,6 +679,80 @@ static kiln_status import_model(importer *im)
     return import_outputs(im, g);
 }
 
+/* --- NUL bytes in names -------------------------------------------------- */
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int s = 0; s < 64 && *p < end; s += 7) {
+        uint8_t c = *(*p)++;
+        r |= (uint64_t)(c & 0x7f) << s;
+        if (!(c & 0x80)) {
+            *v = r;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Metadata strings are not names; a NUL in them is harmless truncation. */
+static bool is_metadata(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *fd)
+{
+    return desc == &kiln__onnx__model_proto__descriptor || !strcmp(fd->name, "denotation");
+}
+
+/*
+ * protobuf-c hands string fields over as C strings, so a name "x\0y" would silently become "x"
+ * (and two different names the same one). The bytes protobuf-c already accepted are walked once
+ * more with the generated descriptors to refuse such names up front. The schema is not recursive,
+ * so neither is this walk beyond its fixed depth.
+ */
+kiln_status kiln__onnx_check_names(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                                   const char *what, kiln_err *err)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        uint64_t key, v;
+        /* Anything malformed was refused by the unpacker already: stop quietly. */
+        if (!wire_varint(&p, end, &key)) return KILN_OK;
+        switch (key & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v)) return KILN_OK;
+            continue;
+        case 1:
+            if (end - p < 8) return KILN_OK;
+            p += 8;
+            continue;
+        case 5:
+            if (end - p < 4) return KILN_OK;
+            p += 4;
+            continue;
+        case 2: break;
+        default: return KILN_OK;
+        }
+        if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) return KILN_OK;
+        const uint8_t *field = p;
+        p += v;
+        const ProtobufCFieldDescriptor *fd =
+            (key >> 3) <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3)) : NULL;
+        if (!fd) continue;
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+            kiln_status st = kiln__onnx_check_names(fd->descriptor, field, (size_t)v, what, err);
+            if (st) return st;
+        } else if (fd->type == PROTOBUF_C_TYPE_STRING && memchr(field, 0, (size_t)v) && !is_metadata(desc, fd)) {
+            /* The part before the NUL, printable ASCII only: the message stays one line. */
+            char shown[81];
+            size_t n = 0;
+            for (; n < v && n + 1 < sizeof shown && field[n]; n++)
+                shown[n] = field[n] >= 0x20 && field[n] < 0x7f ? (char)field[n] : '?';
+            shown[n] = 0;
+            return kiln__fail(err, KILN_ERR_PARSE, "%s: %s.%s '%s\\0...' contains a NUL byte", what,
+                              desc->short_name, fd->name, shown);
+        }
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_onnx_parse(const char *path, const kiln_onnx_options *opts, kiln_network **out)
 {
     if (!out) {
@@ -698,11 +772,16 @@ kiln_status kiln_onnx_parse(const char *path, const kiln_onnx_options *opts, kil
     kiln_status st = kiln__read_file(path, max_bytes, &bytes, &len, &im.err);
     if (st) goto done;
     model = kiln__onnx__model_proto__unpack(NULL, len, bytes);
-    free(bytes);
     if (!model) {
+        free(bytes);
         st = kiln__fail(&im.err, KILN_ERR_PARSE, "'%s' is not a valid ONNX model: protobuf parse failed", path);
         goto done;
     }
+    char what[600];
+    snprintf(what, sizeof what, "'%.500s' is not a valid ONNX model", path);
+    st = kiln__onnx_check_names(&kiln__onnx__model_proto__descriptor, bytes, len, what, &im.err);
+    free(bytes);
+    if (st) goto done;
     im.model = model;
     im.base_dir = kiln__onnx_dirname(path);
     if (!im.base_dir) {

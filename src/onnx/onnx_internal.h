@@ -25,6 +25,14 @@ kiln_status kiln__onnx_dtype(int32_t code, const char *what, kiln_dtype *out, ki
 kiln_status kiln__onnx_tensor_to_host(const Kiln__Onnx__TensorProto *tp, const char *base_dir,
                                       const char *what, kiln_host_tensor *out, kiln_err *err);
 
+/*
+ * Refuses a string field with a NUL byte in the protobuf bytes `buf` (already accepted by the
+ * unpacker for `desc`), naming the field: protobuf-c would truncate such a name silently.
+ * `what` begins the message ("'m.onnx' is not a valid ONNX model").
+ */
+kiln_status kiln__onnx_check_names(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                                   const char *what, kiln_err *err);
+
 /* Folder part of a file path ("." when there is none); caller frees. NULL on OOM. */
 char *kiln__onnx_dirname(const char *path);
 

@@ -115,9 +115,12 @@ static bool location_is_safe(const char *loc)
     return true;
 }
 
+/* Checks the location, the file and offset/length against the tensor's nbytes first, and only
+ * then allocates *dst: dims that lie (petabytes) must give "file too short", not an allocation. */
 static kiln_status read_external(const Kiln__Onnx__TensorProto *tp, const char *base_dir,
-                                 const char *what, uint8_t *dst, size_t nbytes, kiln_err *err)
+                                 const char *what, size_t nbytes, uint8_t **dst, kiln_err *err)
 {
+    *dst = NULL;
     const char *location = NULL;
     uint64_t offset = 0, length = 0;
     bool has_length = false;
@@ -184,8 +187,17 @@ static kiln_status read_external(const Kiln__Onnx__TensorProto *tp, const char *
         st = kiln__fail(err, KILN_ERR_IO, "%s: cannot seek in external data file '%s'", what, path);
         goto done;
     }
-    if (nbytes && fread(dst, 1, nbytes, f) != nbytes)
+    *dst = kiln__malloc(nbytes);
+    if (!*dst) {
+        st = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes from external data file '%s'",
+                        what, nbytes, path);
+        goto done;
+    }
+    if (nbytes && fread(*dst, 1, nbytes, f) != nbytes) {
         st = kiln__fail(err, KILN_ERR_IO, "%s: short read from external data file '%s'", what, path);
+        free(*dst);
+        *dst = NULL;
+    }
 done:
     if (f) fclose(f);
     free(real_dir);
@@ -266,14 +278,26 @@ kiln_status kiln__onnx_tensor_to_host(const Kiln__Onnx__TensorProto *tp, const c
     if (tp->n_dims > KILN_MAX_DIMS)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "unsupported: %s has %zu dims (at most %d)", what,
                           tp->n_dims, KILN_MAX_DIMS);
-    size_t numel = 1;
+    /* The product of the non-zero dims must fit int64 even when another dim is 0: every later
+     * size computation (kiln_host_tensor_numel, shape inference) multiplies them all. */
+    int64_t nz = 1;
+    bool has_zero = false;
     for (size_t i = 0; i < tp->n_dims; i++) {
         int64_t d = tp->dims[i];
         if (d < 0)
             return kiln__fail(err, KILN_ERR_SHAPE, "%s: dimension %zu is negative (%lld)", what, i, (long long)d);
-        if ((uint64_t)d > SIZE_MAX || kiln__mul_overflow(numel, (size_t)d, &numel))
-            return kiln__fail(err, KILN_ERR_LIMIT, "%s: element count overflows", what);
+        if (d == 0) {
+            has_zero = true;
+            continue;
+        }
+        if (nz > INT64_MAX / d)
+            return kiln__fail(err, KILN_ERR_LIMIT, "%s: element count overflows (dimension %zu is %lld)", what, i,
+                              (long long)d);
+        nz *= d;
     }
+    if (!has_zero && (uint64_t)nz > SIZE_MAX)
+        return kiln__fail(err, KILN_ERR_LIMIT, "%s: element count overflows", what);
+    size_t numel = has_zero ? 0 : (size_t)nz;
     size_t nbytes;
     if (kiln__mul_overflow(numel, esize, &nbytes) || nbytes > (size_t)INT64_MAX)
         return kiln__fail(err, KILN_ERR_LIMIT, "%s: byte size overflows", what);
@@ -302,16 +326,13 @@ kiln_status kiln__onnx_tensor_to_host(const Kiln__Onnx__TensorProto *tp, const c
         }
     }
 
-    uint8_t *data = kiln__malloc(nbytes);
-    if (!data)
-        return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", what, nbytes);
+    uint8_t *data = NULL;
     if (external) {
-        st = read_external(tp, base_dir, what, data, nbytes, err);
-        if (st) {
-            free(data);
-            return st;
-        }
+        st = read_external(tp, base_dir, what, nbytes, &data, err);
+        if (st) return st;
         from_little_endian(data, nbytes, esize);
+    } else if (!(data = kiln__malloc(nbytes))) {
+        return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes", what, nbytes);
     } else if (use_raw) {
         if (nbytes) memcpy(data, tp->raw_data.data, nbytes);
         from_little_endian(data, nbytes, esize);
@@ -349,14 +370,22 @@ kiln_status kiln_tensor_read_pb(const char *path, kiln_host_tensor *out)
         return st;
     }
     Kiln__Onnx__TensorProto *tp = kiln__onnx__tensor_proto__unpack(NULL, len, bytes);
-    free(bytes);
     if (!tp) {
+        free(bytes);
         kiln__fail(&err, KILN_ERR_PARSE, "'%s' is not a valid TensorProto file: protobuf parse failed", path);
         kiln__set_last_error(err.msg);
         return KILN_ERR_PARSE;
     }
-    char *dir = kiln__onnx_dirname(path);
     char what[512];
+    snprintf(what, sizeof what, "'%.480s' is not a valid TensorProto file", path);
+    st = kiln__onnx_check_names(&kiln__onnx__tensor_proto__descriptor, bytes, len, what, &err);
+    free(bytes);
+    if (st) {
+        kiln__onnx__tensor_proto__free_unpacked(tp, NULL);
+        kiln__set_last_error(err.msg);
+        return st;
+    }
+    char *dir = kiln__onnx_dirname(path);
     snprintf(what, sizeof what, "tensor '%.200s' in '%.200s'", tp->name ? tp->name : "", path);
     st = dir ? kiln__onnx_tensor_to_host(tp, dir, what, out, &err)
              : kiln__fail(&err, KILN_ERR_OUT_OF_MEMORY, "out of memory");

@@ -4,6 +4,7 @@
 # with 'kiln: ' and holding the expected text, and nothing left in the --save-outputs folder.
 #
 # usage: run_bad_inputs.sh KILN_BINARY SHARED_DIR [NAME_FILTER]
+# KILN_BAD_INPUT_CASES=FILE runs another manifest (pending.txt: known crashes not fixed yet).
 set -u
 
 if [ $# -lt 2 ]; then
@@ -14,7 +15,7 @@ KILN=$1
 SHARED=$2
 FILTER=${3:-}
 HERE=$(cd "$(dirname "$0")" && pwd)/files
-CASES=$(dirname "$0")/cases.txt
+CASES=${KILN_BAD_INPUT_CASES:-$(dirname "$0")/cases.txt}
 TIMEOUT=${KILN_BAD_INPUT_TIMEOUT:-120}
 
 [ -x "$KILN" ] || { echo "run_bad_inputs: '$KILN' is not an executable" >&2; exit 2; }

@@ -316,7 +316,7 @@ int main(int argc, char **argv)
             names[n_names++] = strdup(e->d_name);
         }
         closedir(dh);
-        qsort(names, (size_t)n_names, sizeof *names, cmp_str);
+        if (names) qsort(names, (size_t)n_names, sizeof *names, cmp_str);
         for (int i = 0; i < n_names; i++) {
             char dir[4096], msg[2048] = "";
             snprintf(dir, sizeof dir, "%s/%s", dirs[d], names[i]);

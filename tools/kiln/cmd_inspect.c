@@ -34,7 +34,14 @@ int kiln_cmd_inspect(int argc, char **argv)
         kiln_network_describe_tensor(net, kiln_network_output_name(net, i), buf, sizeof buf);
         printf("  %s: %s\n", kiln_network_output_name(net, i), buf);
     }
-    if (!shapes_ok) printf("shape inference: %s\n", kiln_network_last_error(net));
+    if (!shapes_ok) {
+        /* The model loaded, so this is part of the report (exit 0), not a failure of inspect.
+         * The library's message already starts with "shape inference: "; print it once. */
+        const char *why = kiln_network_last_error(net);
+        static const char prefix[] = "shape inference: ";
+        if (!strncmp(why, prefix, sizeof prefix - 1)) why += sizeof prefix - 1;
+        printf("shape inference failed: %s\n", why);
+    }
     int n = kiln_network_node_count(net), n_ops = 0;
     op_count *hist = calloc((size_t)n + 1, sizeof *hist);
     for (int i = 0; hist && i < n; i++) {

@@ -1,10 +1,12 @@
 /* kiln run: run a model on the reference backend with inputs from files. */
 #include "cli.h"
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_INPUTS 64
 
@@ -62,6 +64,14 @@ int kiln_cmd_run(int argc, char **argv)
     if (!model) return cli_error("run: no model given (usage: kiln run MODEL [--inputs DIR | --input NAME=FILE ...])");
     if (strcmp(backend, "cpu")) return cli_error("run: unknown backend '%s' (available: cpu)", backend);
     if (inputs_dir && n_specs) return cli_error("run: give --inputs DIR or --input NAME=FILE, not both");
+    /* Checked before loading and running: a long run must not end in "cannot write". */
+    if (save_dir) {
+        struct stat st;
+        if (stat(save_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return cli_error("--save-outputs: '%s' is not a directory", save_dir);
+        if (access(save_dir, W_OK | X_OK) != 0)
+            return cli_error("--save-outputs: '%s' is not writable: %s", save_dir, strerror(errno));
+    }
 
     kiln_network *net = NULL;
     if (kiln_onnx_parse(model, NULL, &net)) return cli_error("%s", kiln_last_error());
@@ -116,13 +126,6 @@ int kiln_cmd_run(int argc, char **argv)
     if (kiln_reference_run(net, n_given, in, n_out, out)) {
         cli_error("%s", kiln_network_last_error(net));
         goto done;
-    }
-    if (save_dir) {
-        struct stat st;
-        if (stat(save_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            cli_error("--save-outputs: '%s' is not a directory", save_dir);
-            goto done_out;
-        }
     }
     for (int o = 0; o < n_out; o++) {
         print_output(&out[o]);

@@ -43,24 +43,50 @@ void cli_format_tensor_type(const kiln_host_tensor *t, char *buf, unsigned long 
     if (pos < len) snprintf(buf + pos, len - pos, "]");
 }
 
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("kiln %d.%d.%d\n", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    usage(stdout);
+    return 0;
+}
+
+/* The one list of commands: dispatch and the "unknown command" message both use it. */
+static const struct {
+    const char *name, *alias;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"run", NULL, kiln_cmd_run},
+    {"inspect", NULL, kiln_cmd_inspect},
+    {"version", "--version", cmd_version},
+    {"help", "--help", cmd_help},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
 int main(int argc, char **argv)
 {
+    /* Usage errors are one stderr line (exit 2); the full usage is for 'kiln help' on stdout. */
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "kiln: no command given (try 'kiln help')\n");
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "run")) return kiln_cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "inspect")) return kiln_cmd_inspect(argc - 1, argv + 1);
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("kiln %d.%d.%d\n", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
-        return 0;
-    }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        usage(stdout);
-        return 0;
-    }
-    cli_error("unknown command '%s'", cmd);
-    usage(stderr);
+    if (!strcmp(cmd, "-h")) return cmd_help(argc - 1, argv + 1);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(cmd, commands[i].name) || (commands[i].alias && !strcmp(cmd, commands[i].alias)))
+            return commands[i].fn(argc - 1, argv + 1);
+    char list[256] = "";
+    size_t pos = 0;
+    for (size_t i = 0; i < N_COMMANDS && pos < sizeof list; i++)
+        pos += (size_t)snprintf(list + pos, sizeof list - pos, "%s%s", i ? ", " : "", commands[i].name);
+    fprintf(stderr, "kiln: unknown command '%s' (commands: %s)\n", cmd, list);
     return 2;
 }

@@ -1,0 +1,220 @@
+/* Engine lifecycle: device preparation of weights, save, load with checks, description. */
+#include "context.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_float(kiln_dtype dt) { return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16; }
+
+/* Prepares per-node device state and device copies of the constants GPU ops read. */
+kiln_status kiln__engine_prepare(kiln_engine *eng, kiln_err *err)
+{
+    kiln_network *net = eng->net;
+    kiln_status s = kiln__gpu_init(&eng->gpu, err);
+    if (s) return s;
+    if (!eng->order && (s = kiln__net_toposort(net, &eng->order, err))) return s;
+    eng->state = kiln__calloc((size_t)net->n_nodes + 1, sizeof(void *));
+    eng->const_dev = kiln__calloc((size_t)net->n_tensors + 1, sizeof(void *));
+    eng->const_dev_dt = kiln__calloc((size_t)net->n_tensors + 1, sizeof(kiln_dtype));
+    if (!eng->state || !eng->const_dev || !eng->const_dev_dt) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < net->n_nodes; i++) {
+        const kiln_node *nd = &net->nodes[i];
+        if (!eng->plan[i].on_gpu) continue;
+        const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
+        if (!op) {
+            eng->plan[i].on_gpu = 0;
+            continue;
+        }
+        const kiln_value *host[64];
+        if (nd->n_in > 64) return kiln__fail(err, KILN_ERR_LIMIT, "node '%s': too many inputs", nd->name);
+        for (int j = 0; j < nd->n_in; j++) {
+            int t = nd->in[j];
+            host[j] = t >= 0 && net->tensors[t].kind == KILN_TENSOR_CONSTANT ? &net->tensors[t].v : NULL;
+            if (op->prepare || !host[j] || eng->const_dev[t]) continue;
+            /* a constant read by a GPU op: one device copy, in the type the op computes in */
+            const kiln_value *v = host[j];
+            kiln_dtype dt = is_float(v->dtype) ? (kiln_dtype)eng->plan[i].compute : v->dtype;
+            int64_t n = kiln__value_numel(v);
+            size_t bytes = (size_t)n * kiln_dtype_size(dt);
+            void *tmp = kiln__malloc(bytes);
+            if (!tmp) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+            if (dt == v->dtype) memcpy(tmp, v->data, bytes);
+            else {
+                kiln_value tv = {.dtype = dt, .data = tmp};
+                for (int64_t e = 0; e < n; e++) kiln__value_set_f64(&tv, e, kiln__value_get_f64(v, e));
+            }
+            s = kiln__gpu_malloc(&eng->const_dev[t], bytes + 16, err);
+            if (!s) s = kiln__gpu_memcpy_h2d(eng->const_dev[t], tmp, bytes, NULL, err);
+            free(tmp);
+            if (s) return s;
+            eng->const_dev_dt[t] = dt;
+        }
+        if (op->prepare) {
+            s = op->prepare(nd, nd->params, host, (kiln_dtype)eng->plan[i].compute, (kiln_layout)eng->hdr.layout, &eng->state[i], err);
+            if (s) {
+                kiln__err_prefix(err, "preparing node '%s' (%s)", nd->name, nd->op_type);
+                return s;
+            }
+        }
+    }
+    return kiln__gpu_sync(NULL, err);
+}
+
+void kiln_engine_free(kiln_engine *eng)
+{
+    if (!eng) return;
+    if (eng->net) {
+        for (int i = 0; eng->state && i < eng->net->n_nodes; i++) {
+            if (!eng->state[i]) continue;
+            const kiln_node *nd = &eng->net->nodes[i];
+            const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
+            if (op && op->release) op->release(eng->state[i]);
+        }
+        for (int t = 0; eng->const_dev && t < eng->net->n_tensors; t++) kiln__gpu_free(eng->const_dev[t]);
+    }
+    free(eng->state);
+    free(eng->const_dev);
+    free(eng->const_dev_dt);
+    free(eng->plan);
+    free(eng->profiles);
+    free(eng->order);
+    kiln_network_free(eng->net);
+    free(eng);
+}
+
+kiln_status kiln_engine_save(const kiln_engine *eng, const char *path)
+{
+    if (!eng || !path) return KILN_ERR_INVALID_ARG;
+    kiln_err err = {{0}};
+    kiln_status s = kiln__engine_file_write(path, &eng->hdr, eng->net, eng->plan, eng->profiles, eng->n_profiles, &err);
+    if (s) kiln__set_last_error(err.msg);
+    return s;
+}
+
+static kiln_status mismatch(kiln_err *err, const char *path, const char *field, const char *file_v, const char *here_v)
+{
+    return kiln__fail(err, KILN_ERR_UNSUPPORTED, "engine '%s' was built for %s %s; this machine has %s %s: rebuild it here",
+                      path, field, file_v, field, here_v);
+}
+
+kiln_status kiln_engine_load(const char *path, kiln_engine **out)
+{
+    if (!path || !out) return KILN_ERR_INVALID_ARG;
+    *out = NULL;
+    kiln_err err = {{0}};
+    kiln_engine *eng = calloc(1, sizeof *eng);
+    if (!eng) return KILN_ERR_OUT_OF_MEMORY;
+    kiln_status s = kiln__engine_file_read(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &err);
+    if (!s) {
+        char a[64];
+        snprintf(a, sizeof a, "%d.%d.%d", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
+        if (strcmp(eng->hdr.kiln_version, a)) s = mismatch(&err, path, "kiln version", eng->hdr.kiln_version, a);
+    }
+    if (!s) s = kiln__gpu_init(&eng->gpu, &err);
+    if (!s) {
+        char a[300], b[300];
+        snprintf(a, sizeof a, "sm_%d%d", eng->hdr.cc_major, eng->hdr.cc_minor);
+        snprintf(b, sizeof b, "sm_%d%d", eng->gpu.cc_major, eng->gpu.cc_minor);
+        if (strcmp(a, b)) s = mismatch(&err, path, "GPU", a, b);
+        else if (strcmp(eng->hdr.gpu_name, eng->gpu.name)) s = mismatch(&err, path, "GPU", eng->hdr.gpu_name, eng->gpu.name);
+        else if (eng->hdr.cudnn / 100 != eng->gpu.cudnn_version / 100) {
+            snprintf(a, sizeof a, "%d", eng->hdr.cudnn);
+            snprintf(b, sizeof b, "%d", eng->gpu.cudnn_version);
+            s = mismatch(&err, path, "cuDNN", a, b);
+        } else if (eng->hdr.cuda_runtime / 1000 != eng->gpu.cuda_runtime_version / 1000) {
+            snprintf(a, sizeof a, "%d", eng->hdr.cuda_runtime);
+            snprintf(b, sizeof b, "%d", eng->gpu.cuda_runtime_version);
+            s = mismatch(&err, path, "CUDA runtime", a, b);
+        }
+    }
+    if (!s) s = kiln__engine_prepare(eng, &err);
+    if (s) {
+        kiln__set_last_error(err.msg);
+        kiln_engine_free(eng);
+        return s;
+    }
+    *out = eng;
+    return KILN_OK;
+}
+
+int kiln_engine_io_count(const kiln_engine *eng) { return eng ? eng->net->n_inputs + eng->net->n_outputs : 0; }
+
+const char *kiln_engine_io_name(const kiln_engine *eng, int i)
+{
+    if (!eng || i < 0) return NULL;
+    if (i < eng->net->n_inputs) return eng->net->tensors[eng->net->inputs[i]].name;
+    i -= eng->net->n_inputs;
+    return i < eng->net->n_outputs ? eng->net->tensors[eng->net->outputs[i]].name : NULL;
+}
+
+int kiln_engine_io_is_input(const kiln_engine *eng, int i) { return eng && i >= 0 && i < eng->net->n_inputs; }
+
+static const char *prec_name(int p) { return p == KILN_PREC_FP16 ? "fp16" : p == KILN_PREC_TF32 ? "tf32" : "fp32"; }
+
+kiln_status kiln_engine_describe(const kiln_engine *eng, char **text)
+{
+    if (!eng || !text) return KILN_ERR_INVALID_ARG;
+    size_t cap = 4096 + (size_t)eng->net->n_nodes * 256, pos = 0;
+    char *b = malloc(cap);
+    if (!b) return KILN_ERR_OUT_OF_MEMORY;
+#define P(...) pos += (size_t)snprintf(b + pos, pos < cap ? cap - pos : 0, __VA_ARGS__)
+    const kiln_engine_header *h = &eng->hdr;
+    P("engine format %u, kiln %s\n", h->format_version, h->kiln_version);
+    P("built for: %s (sm_%d%d), CUDA runtime %d, cuDNN %d, cuBLAS %d\n", h->gpu_name, h->cc_major, h->cc_minor, h->cuda_runtime, h->cudnn, h->cublas);
+    P("precision: %s, activation layout: %s\n", prec_name(h->precision), h->layout == KILN_LAYOUT_NHWC ? "NHWC" : "NCHW");
+    for (int i = 0; i < eng->net->n_inputs; i++) {
+        const kiln_tensor *t = &eng->net->tensors[eng->net->inputs[i]];
+        char sh[256];
+        kiln__shape_str(eng->net, &t->v.shape, sh, sizeof sh);
+        P("input  %s: %s%s\n", t->name, kiln_dtype_name(t->v.dtype), sh);
+    }
+    for (int p = 0; p < eng->n_profiles; p++) {
+        const kiln_shape_profile *pr = &eng->profiles[p];
+        P("profile %s: min ", pr->name);
+        for (int d = 0; d < pr->rank; d++) P("%s%lld", d ? "x" : "", (long long)pr->min[d]);
+        P(" opt ");
+        for (int d = 0; d < pr->rank; d++) P("%s%lld", d ? "x" : "", (long long)pr->opt[d]);
+        P(" max ");
+        for (int d = 0; d < pr->rank; d++) P("%s%lld", d ? "x" : "", (long long)pr->max[d]);
+        P("\n");
+    }
+    for (int i = 0; i < eng->net->n_outputs; i++) {
+        const kiln_tensor *t = &eng->net->tensors[eng->net->outputs[i]];
+        P("output %s: %s\n", t->name, kiln_dtype_name(t->v.dtype));
+    }
+    P("layers (%d):\n", eng->net->n_nodes);
+    for (int k = 0; k < eng->net->n_nodes; k++) {
+        int i = eng->order ? eng->order[k] : k;
+        const kiln_node *nd = &eng->net->nodes[i];
+        const kiln_layer_plan *pl = &eng->plan[i];
+        const kiln_attr *f = kiln__node_attr(nd, "fused_nodes");
+        P("  %-40s %-16s %-4s %-8s tactic %d", nd->name, nd->op_type, pl->on_gpu ? "gpu" : "cpu",
+          pl->compute == KILN_DT_FLOAT16 ? "fp16" : "fp32", pl->tactic);
+        if (pl->tactic_ms > 0) P(" (%.4f ms)", pl->tactic_ms);
+        if (f && f->type == KILN_ATTR_STRING && f->s[0]) P("  fuses %s", f->s);
+        P("\n");
+        if (pos + 512 > cap) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) break;
+            b = nb;
+            cap *= 2;
+        }
+    }
+#undef P
+    *text = b;
+    return KILN_OK;
+}
+
+int kiln_cuda_available(const char **why)
+{
+    static _Thread_local char msg[1024];
+    kiln_err err = {{0}};
+    kiln_gpu_info info;
+    if (kiln__gpu_init(&info, &err)) {
+        snprintf(msg, sizeof msg, "%s", err.msg);
+        if (why) *why = msg;
+        return 0;
+    }
+    if (why) *why = "";
+    return 1;
+}

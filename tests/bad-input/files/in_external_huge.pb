@@ -1,0 +1,2 @@
+€Â×/€Â×/Binputj
+locationext_short.binp
