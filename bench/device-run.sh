@@ -10,21 +10,26 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 summary=""
 for cfg in "fp32 nchw" "fp16 nhwc" "fp32 nhwc" "fp16 nchw"; do
     set -- $cfg
-    $B/kiln_gpu_ops_test --dir $S/onnx-tests/node --dir $S/onnx-tests/pytorch-converted --dir $S/onnx-tests/pytorch-operator \
+    $B/kiln_gpu_ops_test --dir $S/onnx-tests/node --dir $S/onnx-tests/pytorch-operator \
         --precision $1 --layout $2 > "$OUT/ops_$1_$2.log" 2>&1
     summary="$summary\n$(tail -1 "$OUT/ops_$1_$2.log")"
 done
 for fx in srvgg_tiny_x2 srvgg_tiny_x4_dynamo rrdb_tiny_x4 resize_opset11_unfolded; do
     for p in fp32 tf32 fp16; do
-        timeout 300 $B/kiln_engine_test $S/sr-fixtures/$fx/model.onnx $S/sr-fixtures/$fx/test_data_set_0/input_0.pb \
+        timeout 300 $B/kiln_engine_test.dbg $S/sr-fixtures/$fx/model.onnx $S/sr-fixtures/$fx/test_data_set_0/input_0.pb \
             --precision $p --save /tmp/e.kiln >> "$OUT/engine.log" 2>&1
     done
 done
+if grep -q "Segmentation fault\|Aborted" "$OUT/engine.log" || ! grep -q PASS "$OUT/engine.log"; then
+    cuda-gdb -batch -ex run -ex bt --args $B/kiln_engine_test.dbg $S/sr-fixtures/srvgg_tiny_x2/model.onnx \
+        $S/sr-fixtures/srvgg_tiny_x2/test_data_set_0/input_0.pb --precision fp32 2>&1 | tail -30 > "$OUT/gdb.log"
+fi
 for lm in resnet50 squeezenet densenet121 vgg19; do
-    timeout 300 $B/kiln_engine_test --light $S/onnx-tests/light/light_$lm.onnx --precision fp32 >> "$OUT/engine.log" 2>&1
+    timeout 300 $B/kiln_engine_test.dbg --light $S/onnx-tests/light/light_$lm.onnx --precision fp32 >> "$OUT/engine.log" 2>&1
 done
 echo "== failures (first 40)"
 grep -h "^FAIL" "$OUT"/ops_*.log | head -40
+echo "== gdb"; cat "$OUT/gdb.log" 2>/dev/null | tail -25
 echo "== engine"
 cut -c1-230 "$OUT/engine.log"
 printf "== summary%b\n" "$summary"

@@ -95,7 +95,7 @@ typedef struct kiln_host_tensor {
 
 /* Frees data filled by the library and zeroes the struct. */
 void kiln_host_tensor_release(kiln_host_tensor *t);
-/* Number of elements (1 for rank 0). */
+/* Number of elements (1 for rank 0, 0 when a dim is 0); -1 for a negative dim, a bad rank or overflow. */
 int64_t kiln_host_tensor_numel(const kiln_host_tensor *t);
 
 /* Reads an ONNX TensorProto (.pb) or a NumPy .npy file into `out`. */
@@ -130,6 +130,15 @@ kiln_status kiln_network_add_input(kiln_network *net, const char *name, kiln_dty
 kiln_status kiln_network_add_constant(kiln_network *net, const char *name, kiln_dtype dt, int rank,
                                       const int64_t *dims, const void *data, size_t nbytes);
 kiln_status kiln_network_mark_output(kiln_network *net, const char *name);
+/*
+ * Marks every intermediate tensor as a graph output too (debugging: compare a
+ * backend tensor by tensor, as Polygraphy's --mark-all). Added in node order
+ * (topological when the graph is), after the existing outputs; skipped: graph
+ * inputs, constants, outputs of Constant nodes, values computed from
+ * constants only, and tensors whose inferred type is not floating point
+ * (shape computations). *n_marked (may be NULL) gets the number added.
+ */
+kiln_status kiln_network_mark_all_outputs(kiln_network *net, int *n_marked);
 
 /* Attribute value for kiln_network_add_node. */
 typedef enum kiln_attr_type {
@@ -322,8 +331,47 @@ kiln_status kiln_context_set_profiling(kiln_context *ctx, int on);
 int kiln_context_profile_count(const kiln_context *ctx);
 kiln_status kiln_context_profile_get(const kiln_context *ctx, int i, const char **layer, double *ms);
 
+/* Activation memory for the current input shapes (resolves them if needed): the arena the
+ * planner placed every intermediate tensor in, and the lower bound (largest sum of tensors
+ * alive at one time). Workspace is the scratch the chosen tactics need. */
+kiln_status kiln_context_memory(kiln_context *ctx, size_t *arena_bytes, size_t *lower_bound_bytes,
+                                size_t *workspace_bytes);
+
+/* Describes an engine file without loading it on a GPU (header, layers, tactics, profiles). */
+kiln_status kiln_engine_describe_file(const char *path, char **text /* free() it */);
+
+/* 1 when the file starts like a kiln engine (so tools can tell engines from ONNX models). */
+int kiln_engine_file_probe(const char *path);
+
 /* 1 when a CUDA device can be used; otherwise 0 and the reason in *why. */
 int kiln_cuda_available(const char **why);
+
+/* ---------------------------------------------------------------------------
+ * Device memory, streams and events: thin helpers so a program can feed an
+ * execution context without including the CUDA runtime itself. Streams and
+ * events are cudaStream_t / cudaEvent_t passed as void*; a NULL stream is the
+ * default stream. Every call fails with KILN_ERR_UNSUPPORTED (reason in
+ * kiln_last_error()) when kiln was built without CUDA or no GPU can be used.
+ * The caller owns what it allocates or creates and frees it with the matching
+ * call; the free/destroy calls accept NULL. Safe from any thread (they are
+ * CUDA runtime calls on device 0).
+ * ------------------------------------------------------------------------ */
+kiln_status kiln_device_malloc(void **ptr, size_t bytes);
+void kiln_device_free(void *ptr);
+/* Page-locked host memory: copies from and to it run asynchronously at full speed. */
+kiln_status kiln_host_malloc_pinned(void **ptr, size_t bytes);
+void kiln_host_free_pinned(void *ptr);
+/* Asynchronous copies on `stream` (synchronize before reading the destination). */
+kiln_status kiln_memcpy_htod(void *dst_device, const void *src_host, size_t bytes, void *stream);
+kiln_status kiln_memcpy_dtoh(void *dst_host, const void *src_device, size_t bytes, void *stream);
+kiln_status kiln_stream_create(void **stream);
+void kiln_stream_destroy(void *stream);
+kiln_status kiln_stream_synchronize(void *stream);
+/* Timing events: record on a stream; elapsed waits for `stop` and gives the ms between them. */
+kiln_status kiln_event_create(void **event);
+void kiln_event_destroy(void *event);
+kiln_status kiln_event_record(void *event, void *stream);
+kiln_status kiln_event_elapsed_ms(void *start, void *stop, float *ms);
 
 #ifdef __cplusplus
 }

@@ -16,3 +16,11 @@ echo "== sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DKILN_SANITIZE=ON -DKILN_WERROR=ON -DKILN_SHARED_DIR="$SHARED" >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$JOBS" -LE slow)
+
+echo "== fuzzing the ONNX loader and the tensor readers (libFuzzer, ASan + UBSan), 60 s each"
+CC=clang cmake -S . -B build-fuzz -DKILN_FUZZ=ON -DKILN_CUDA=OFF -DKILN_WERROR=ON -DKILN_SHARED_DIR="$SHARED" >/dev/null
+cmake --build build-fuzz -j"$JOBS" --target fuzz_onnx_load fuzz_tensor_read >/dev/null
+mkdir -p build-fuzz/corpus-onnx build-fuzz/corpus-tensor
+build-fuzz/tests/fuzz/fuzz_onnx_load -max_total_time=60 -print_final_stats=0 build-fuzz/corpus-onnx build-fuzz/tests/fuzz/seeds 2>&1 | tail -2
+build-fuzz/tests/fuzz/fuzz_tensor_read -max_total_time=60 -print_final_stats=0 build-fuzz/corpus-tensor build-fuzz/tests/fuzz/seeds_tensor 2>&1 | tail -2
+echo "fuzzing: no crash"

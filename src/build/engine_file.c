@@ -484,3 +484,13 @@ done:
     free(data);
     return s;
 }
+
+int kiln_engine_file_probe(const char *path)
+{
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (!f) return 0;
+    char m[8];
+    size_t n = fread(m, 1, 8, f);
+    fclose(f);
+    return n == 8 && !memcmp(m, MAGIC, 8);
+}

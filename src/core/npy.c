@@ -237,20 +237,24 @@ kiln_status kiln_tensor_read_npy(const char *path, kiln_host_tensor *out)
     /* The non-zero dims' product must fit int64 even when another dim is 0 (an empty tensor of
      * shape (0, 2**62, 2**62) would overflow every later numel computation). */
     int64_t nz = 1;
+    bool has_zero = false;
     for (int i = 0; i < rank; i++) {
-        if (dims[i] == 0) continue;
+        if (dims[i] == 0) {
+            has_zero = true;
+            continue;
+        }
         if (nz > INT64_MAX / dims[i]) {
             st = kiln__fail(&err, KILN_ERR_LIMIT, "'%s': .npy shape is too large (element count overflows)", path);
             goto fail;
         }
         nz *= dims[i];
     }
-    size_t esize = kiln_dtype_size(dt), nbytes = esize;
-    for (int i = 0; i < rank; i++)
-        if ((uint64_t)dims[i] > SIZE_MAX || kiln__mul_overflow(nbytes, (size_t)dims[i], &nbytes)) {
-            st = kiln__fail(&err, KILN_ERR_LIMIT, "'%s': .npy shape is too large", path);
-            goto fail;
-        }
+    /* Bytes from the element count, so a 0 anywhere gives 0 bytes (as the .pb reader does). */
+    size_t esize = kiln_dtype_size(dt), nbytes = 0;
+    if (!has_zero && ((uint64_t)nz > SIZE_MAX || kiln__mul_overflow((size_t)nz, esize, &nbytes))) {
+        st = kiln__fail(&err, KILN_ERR_LIMIT, "'%s': .npy shape is too large", path);
+        goto fail;
+    }
     size_t avail = len - hstart - hlen;
     if (avail != nbytes) {
         st = kiln__fail(&err, KILN_ERR_SHAPE, "'%s': .npy data has %zu bytes, its shape needs %zu", path, avail,
@@ -317,13 +321,20 @@ kiln_status kiln_tensor_write_npy(const char *path, const kiln_host_tensor *t)
         kiln__set_last_error(err.msg);
         return KILN_ERR_INVALID_ARG;
     }
-    size_t esize = kiln_dtype_size(t->dtype), nbytes = esize;
     for (int i = 0; i < t->rank; i++)
-        if (t->dims[i] < 0 || (uint64_t)t->dims[i] > SIZE_MAX || kiln__mul_overflow(nbytes, (size_t)t->dims[i], &nbytes)) {
+        if (t->dims[i] < 0) {
             kiln__fail(&err, KILN_ERR_SHAPE, "tensor '%s': bad dimension %d (%lld)", t->name, i, (long long)t->dims[i]);
             kiln__set_last_error(err.msg);
             return KILN_ERR_SHAPE;
         }
+    /* From the element count, as the readers do: a 0 anywhere means 0 bytes. */
+    int64_t numel = kiln_host_tensor_numel(t);
+    size_t esize = kiln_dtype_size(t->dtype), nbytes = 0;
+    if (numel < 0 || (uint64_t)numel > SIZE_MAX || kiln__mul_overflow((size_t)numel, esize, &nbytes)) {
+        kiln__fail(&err, KILN_ERR_SHAPE, "tensor '%s': element count overflows", t->name);
+        kiln__set_last_error(err.msg);
+        return KILN_ERR_SHAPE;
+    }
     if (nbytes != t->nbytes || (nbytes && !t->data)) {
         kiln__fail(&err, KILN_ERR_INVALID_ARG, "tensor '%s': %zu bytes of data, its shape needs %zu", t->name,
                    t->nbytes, nbytes);

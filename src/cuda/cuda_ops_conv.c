@@ -940,7 +940,14 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, conv_state *st, kiln
         /* cuDNN may refuse the fused call for this configuration at run time:
          * run the same algorithm and the epilogue instead. */
     }
-    if ((s = run_cudnn(l, st, &p, &al->a[e], false, ws, ws_bytes, err))) return s;
+    if ((s = run_cudnn(l, st, &p, &al->a[e], false, ws, ws_bytes, err))) {
+        /* An algorithm the heuristic listed may still be refused: use cuDNN's first choice. */
+        int b = al->best;
+        if (b == e || al->a[b].ws > ws_avail) return s;
+        ws_bytes = al->a[b].ws;
+        ws = ws_bytes ? base + off : NULL;
+        if ((s = run_cudnn(l, st, &p, &al->a[b], false, ws, ws_bytes, err))) return s;
+    }
     return needs_epilogue(st, &p) ? run_epilogue(l, st, &p, err) : KILN_OK;
 }
 

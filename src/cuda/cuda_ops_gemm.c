@@ -353,7 +353,7 @@ static kiln_status gather(const kiln_cuda_launch *l, const mm_state *st, mm_laun
     L->op = !strcmp(node->op_type, "Gemm") ? OP_GEMM : OP_MATMUL;
     const kiln_cuda_tensor *in[3] = {NULL, NULL, NULL};
     for (int i = 0; i < node->n_in && i < 3; i++) {
-        if (st && st->c[i].ptr) in[i] = &st->c[i];
+        if (st && (st->c[i].ptr || (st->c[i].rank > 0 && numel_of(&st->c[i]) == 0))) in[i] = &st->c[i];
         else if (l->in[i].ptr || (l->in[i].rank > 0 && numel_of(&l->in[i]) == 0)) in[i] = &l->in[i];
     }
     if (!in[0] || !in[1] || node->n_out < 1)
@@ -403,12 +403,13 @@ static kiln_status gather(const kiln_cuda_launch *l, const mm_state *st, mm_laun
     if (L->pr.M > INT_MAX || L->pr.N > INT_MAX || L->pr.K > INT_MAX)
         return kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): matrix dims %lldx%lldx%lld exceed cuBLASLt's limits",
                           node->name, node->op_type, (long long)L->pr.M, (long long)L->pr.N, (long long)L->pr.K);
-    /* Repack what cuBLASLt cannot describe, then plan again (packed row-major always fits). */
+    /* Repack what cuBLASLt cannot describe, then plan again (packed row-major always
+     * fits; an output that needs a temporary is found first, its operands next). */
     size_t es = kiln_dtype_size(L->dt);
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < 3; round++) {
         int bad = plan_problem(&L->pr, &L->pl, true);
         if (!bad) break;
-        if (round) return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): operand layout not describable",
+        if (round == 2) return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): operand layout not describable",
                                      node->name, node->op_type);
         if (bad & 1) {
             L->pack_a = true;
@@ -565,7 +566,11 @@ static kiln_status mm_prepare(const kiln_node *node, const void *params, const k
         if (r < 0 || r > KILN_MAX_DIMS || !kiln__shape_is_const(&v->shape)) continue;
         int64_t n = kiln__value_numel(v);
         size_t es = kiln_dtype_size(dt), bytes;
-        if (n <= 0) continue;
+        t->dtype = dt;
+        t->rank = r;
+        for (int d = 0; d < r; d++) t->dims[d] = v->shape.d[d].add;
+        row_major(t);
+        if (n <= 0) continue; /* an empty constant needs no memory; its dims are kept */
         if (kiln__mul_overflow((size_t)n, es, &bytes)) {
             s = kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): constant input %d is too large", node->name,
                            node->op_type, i);
@@ -585,10 +590,6 @@ static kiln_status mm_prepare(const kiln_node *node, const void *params, const k
                 memcpy(h + j * 4, &f, 4);
             }
         }
-        t->dtype = dt;
-        t->rank = r;
-        for (int d = 0; d < r; d++) t->dims[d] = v->shape.d[d].add;
-        row_major(t);
         s = kiln__gpu_malloc(&t->ptr, bytes, err);
         if (!s) s = kiln__gpu_memcpy_h2d(t->ptr, h, bytes, NULL, err);
         if (!s) s = kiln__gpu_sync(NULL, err);
@@ -783,8 +784,8 @@ static bool mm_supports(const kiln_node *node, const kiln_value *const *in, cons
 
 const kiln_cuda_op kiln__cuda_ops_gemm[] = {
     {.op_type = "MatMul", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .release = mm_release,
-     .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn},
+     .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn, .row_major = true},
     {.op_type = "Gemm", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .release = mm_release,
-     .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn},
+     .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn, .row_major = true},
     {0},
 };

@@ -494,3 +494,49 @@ kiln_status kiln_network_input_shape(const kiln_network *net, int i, kiln_dtype 
         dims[d] = kiln__dim_is_const(v->shape.d[d]) ? v->shape.d[d].add : KILN_DIM_SYMBOLIC;
     return KILN_OK;
 }
+
+static bool is_float_type(kiln_dtype dt)
+{
+    return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16 || dt == KILN_DT_DOUBLE || dt == KILN_DT_BFLOAT16;
+}
+
+kiln_status kiln_network_mark_all_outputs(kiln_network *net, int *n_marked)
+{
+    if (n_marked) *n_marked = 0;
+    if (!net) return KILN_ERR_INVALID_ARG;
+    /* Types come from static inference; a graph it rejects cannot be compared tensor by tensor. */
+    kiln_status s = kiln_network_infer_shapes(net);
+    if (s) return s;
+    kiln_err err = {{0}};
+    int *order = NULL;
+    s = kiln__net_toposort(net, &order, &err);
+    if (s) return net_fail(net, s, "%s", err.msg);
+    /* Values computed from constants only are folded away by optimizers; not worth comparing. */
+    bool *from_const = kiln__calloc((size_t)net->n_tensors + 1, sizeof *from_const);
+    if (!from_const) {
+        free(order);
+        return net_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    for (int t = 0; t < net->n_tensors; t++) from_const[t] = net->tensors[t].kind == KILN_TENSOR_CONSTANT;
+    int added = 0;
+    for (int k = 0; k < net->n_nodes && !s; k++) {
+        const kiln_node *nd = &net->nodes[order[k]];
+        bool all_const = true;
+        for (int j = 0; j < nd->n_in; j++)
+            if (nd->in[j] >= 0 && !from_const[nd->in[j]]) all_const = false;
+        for (int j = 0; j < nd->n_out; j++) {
+            int t = nd->out[j];
+            if (t < 0) continue;
+            from_const[t] = all_const;
+            kiln_tensor *tt = &net->tensors[t];
+            if (all_const || tt->is_output || tt->kind != KILN_TENSOR_ACTIVATION || !is_float_type(tt->v.dtype)) continue;
+            tt->is_output = true;
+            if (!push_index(&net->outputs, &net->n_outputs, t)) s = net_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+            else added++;
+        }
+    }
+    free(from_const);
+    free(order);
+    if (n_marked) *n_marked = added;
+    return s;
+}

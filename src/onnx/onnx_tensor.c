@@ -290,9 +290,13 @@ kiln_status kiln__onnx_tensor_to_host(const Kiln__Onnx__TensorProto *tp, const c
             has_zero = true;
             continue;
         }
-        if (nz > INT64_MAX / d)
-            return kiln__fail(err, KILN_ERR_LIMIT, "%s: element count overflows (dimension %zu is %lld)", what, i,
-                              (long long)d);
+        if (nz > INT64_MAX / d) {
+            char dims[KILN_MAX_DIMS * 22] = "";
+            size_t pos = 0;
+            for (size_t k = 0; k < tp->n_dims && pos < sizeof dims; k++)
+                pos += (size_t)snprintf(dims + pos, sizeof dims - pos, "%s%lld", k ? "," : "", (long long)tp->dims[k]);
+            return kiln__fail(err, KILN_ERR_LIMIT, "%s: element count overflows (dims [%s])", what, dims);
+        }
         nz *= d;
     }
     if (!has_zero && (uint64_t)nz > SIZE_MAX)

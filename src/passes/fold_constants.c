@@ -58,10 +58,13 @@ static kiln_status evaluate(const kiln_network *net, const kiln_node *n, size_t 
     for (int j = 0; j < n->n_out; j++) {
         int64_t numel = kiln__shape_numel(&out[j].shape);
         size_t es = kiln_dtype_size(out[j].dtype), nbytes;
-        if (numel < 0 || es == 0) return kiln__fail(err, KILN_ERR_UNSUPPORTED, "output %d not concrete", j);
+        if (numel < 0 || es == 0)
+            return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): output %d has no concrete shape or type", n->name,
+                              n->op_type, j);
         if (kiln__mul_overflow((size_t)numel, es, &nbytes) || nbytes > max_bytes) {
             *too_big = true;
-            return kiln__fail(err, KILN_ERR_LIMIT, "output %d over the size limit", j);
+            return kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): output %d is over the size limit", n->name,
+                              n->op_type, j);
         }
         out[j].symval_n = 0;
     }

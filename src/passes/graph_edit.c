@@ -138,13 +138,6 @@ const kiln_value *kiln__graph_const(const kiln_network *net, int t)
     return &tt->v;
 }
 
-bool kiln__graph_is_input(const kiln_network *net, int t)
-{
-    for (int i = 0; i < net->n_inputs; i++)
-        if (net->inputs[i] == t) return true;
-    return false;
-}
-
 int kiln__graph_new_tensor(kiln_network *net, const char *base)
 {
     char name[512];

@@ -16,7 +16,8 @@
  *                             (and Shape/Size of fixed-shape tensors when shapes are static)
  *   remove_dead_nodes         nodes whose outputs reach no graph output; unused constants
  *   fold_batchnorm_into_conv  Conv -> BatchNormalization folded into Conv's W and B
- *   fuse_conv_activation      Conv [+act] [+Mul scalar] [+Add Z] -> kiln::FusedConv
+ *   fold_scale_into_conv      Conv -> Mul/Add/Sub by a per-channel constant folded into W and B
+ *   fuse_conv_activation      Conv [+act] [+Mul scalar] [+Add/Sum Z] -> kiln::FusedConv
  */
 #ifndef KILN_PASSES_H
 #define KILN_PASSES_H
@@ -37,8 +38,8 @@ typedef struct kiln_pass_options {
     /* Graph input shapes are fixed (no dynamic profile): Shape/Size of tensors whose
      * inferred shape is constant may fold. False keeps every shape computation. */
     bool static_shapes;
-    /* Target precision. Folding BatchNormalization is skipped for a conv whose folded
-     * weights would overflow float16 when this is KILN_PREC_FP16. */
+    /* Target precision. With KILN_PREC_FP16, folding (BatchNormalization or a scale)
+     * into a conv whose folded weights would overflow float16 is skipped. */
     kiln_precision precision;
     /* Node names that keep their own layer: never folded, fused or rewired (a dead
      * pinned node is still removed). Caller owns the array. */
@@ -68,8 +69,10 @@ const kiln_pass *kiln__pass_find(const char *name);
 /*
  * Runs every pass of the list in order on `net` (modified in place). `after`
  * (may be NULL) is called after each pass that ran, with the pass name. opts
- * may be NULL (defaults: dynamic shapes, tf32, nothing pinned). On failure
- * err names the pass and the network may be partly optimized but is valid.
+ * may be NULL (defaults: dynamic shapes, tf32, nothing pinned). At the end
+ * static shape inference runs on the result, so every activation carries its
+ * type and shape. On failure err names the pass and the network may be partly
+ * optimized but is valid.
  */
 kiln_status kiln__passes_run(kiln_network *net, const kiln_pass_options *opts,
                              void (*after)(const char *pass, kiln_network *net, void *user), void *user,
@@ -84,6 +87,8 @@ kiln_status kiln__pass_remove_dead_nodes(kiln_network *net, const kiln_pass_opti
                                          kiln_pass_stats *stats, kiln_err *err);
 kiln_status kiln__pass_fold_batchnorm_into_conv(kiln_network *net, const kiln_pass_options *opts,
                                                 kiln_pass_stats *stats, kiln_err *err);
+kiln_status kiln__pass_fold_scale_into_conv(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
+                                            kiln_err *err);
 kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_options *opts,
                                             kiln_pass_stats *stats, kiln_err *err);
 
@@ -109,8 +114,6 @@ void kiln__pass_note(kiln_pass_stats *stats, const char *fmt, ...) __attribute__
 bool kiln__pass_pinned(const kiln_pass_options *opts, const char *name);
 /* The constant value of tensor t (kind CONSTANT with data), else NULL. */
 const kiln_value *kiln__graph_const(const kiln_network *net, int t);
-/* Graph input tensor? */
-bool kiln__graph_is_input(const kiln_network *net, int t);
 
 /* A new activation tensor named after `base` (suffixed to be unique); -1 on OOM. */
 int kiln__graph_new_tensor(kiln_network *net, const char *base);
@@ -131,6 +134,20 @@ kiln_status kiln__node_set_op(kiln_node *n, const char *domain, const char *op_t
 /* Appends node names to the node's "fused_nodes" attribute (comma separated),
  * starting with the node's own name when the attribute is new. */
 kiln_status kiln__node_add_fused_name(kiln_node *n, const char *fused, kiln_err *err);
+
+/*
+ * Folding into a Conv (src/passes/conv_rescale.c). kiln__conv_foldable: cv is a
+ * plain, unpinned Conv with a constant float W and a constant B (or none);
+ * *m gets its output channel count. kiln__conv_fold_affine replaces W and B by
+ * new constants (named after the conv + suffix) W[c]*k[c] and B[c]*k[c] + shift[c];
+ * with opts' precision fp16 it changes nothing and sets *refused when a value
+ * would overflow float16. kiln__conv_absorb makes conv ci write node ni's
+ * output instead of its own, marks ni deleted and records its name in fused_nodes.
+ */
+bool kiln__conv_foldable(const kiln_network *net, const kiln_pass_options *opts, const kiln_node *cv, int64_t *m);
+kiln_status kiln__conv_fold_affine(kiln_network *net, const kiln_pass_options *opts, kiln_node *cv, const double *k,
+                                   const double *shift, const char *suffix, bool *refused, kiln_err *err);
+kiln_status kiln__conv_absorb(kiln_network *net, int ci, int ni, bool *deleted, kiln_err *err);
 
 /*
  * Ends an edit: frees the nodes marked in `deleted` (NULL: none), drops tensors

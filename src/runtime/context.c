@@ -425,7 +425,9 @@ kiln_status kiln__context_resolve_shapes(kiln_context *ctx, kiln_err *err)
             bytes += (size_t)numel * kiln_dtype_size(out[j].dtype);
         }
         bool known = false;
-        if (all_host && bytes <= HOST_EVAL_MAX_BYTES) {
+        /* small results, and anything the GPU would not run anyway, are computed here once */
+        bool gpu_node = eng->plan && eng->plan[eng->order[k]].on_gpu;
+        if (all_host && (bytes <= HOST_EVAL_MAX_BYTES || !gpu_node)) {
             s = host_eval(ctx, nd, in, out, err);
             if (s == KILN_OK) known = true;
             else if (s != KILN_ERR_UNSUPPORTED) return s;
@@ -493,6 +495,8 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         const kiln_cuda_op *op = pl->on_gpu ? kiln__cuda_op_find(nd->domain, nd->op_type) : NULL;
         int s = new_step(ctx, op ? STEP_LAUNCH : STEP_CPU, ni);
         if (s < 0) return KILN_ERR_OUT_OF_MEMORY;
+        /* a CPU step synchronizes the stream: no graph capture */
+        if (!op) ctx->needs_sync = true;
         int *in_reps = malloc(sizeof(int) * ((size_t)nd->n_in + 1));
         int *out_reps = malloc(sizeof(int) * ((size_t)nd->n_out + 1));
         if (!in_reps || !out_reps) {
@@ -835,5 +839,17 @@ kiln_status kiln_context_profile_get(const kiln_context *ctx, int i, const char 
         *layer = fused && fused->type == KILN_ATTR_STRING && fused->s[0] ? fused->s : nd->name;
     }
     *ms = st->last_ms;
+    return KILN_OK;
+}
+
+kiln_status kiln_context_memory(kiln_context *ctx, size_t *arena_bytes, size_t *lower_bound_bytes, size_t *workspace_bytes)
+{
+    if (!ctx) return KILN_ERR_INVALID_ARG;
+    kiln_err err = {{0}};
+    kiln_status s;
+    if (!ctx->resolved && (s = kiln__context_resolve(ctx, &err))) return ctx_fail(ctx, s, &err);
+    if (arena_bytes) *arena_bytes = ctx->arena_bytes;
+    if (lower_bound_bytes) *lower_bound_bytes = ctx->arena_lower_bound;
+    if (workspace_bytes) *workspace_bytes = ctx->workspace_cap;
     return KILN_OK;
 }

@@ -218,3 +218,18 @@ int kiln_cuda_available(const char **why)
     if (why) *why = "";
     return 1;
 }
+
+kiln_status kiln_engine_describe_file(const char *path, char **text)
+{
+    if (!path || !text) return KILN_ERR_INVALID_ARG;
+    *text = NULL;
+    kiln_err err = {{0}};
+    kiln_engine *eng = calloc(1, sizeof *eng);
+    if (!eng) return KILN_ERR_OUT_OF_MEMORY;
+    kiln_status s = kiln__engine_file_read(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &err);
+    if (!s) s = kiln__net_toposort(eng->net, &eng->order, &err);
+    if (!s) s = kiln_engine_describe(eng, text);
+    if (s) kiln__set_last_error(err.msg[0] ? err.msg : kiln_status_str(s));
+    kiln_engine_free(eng);
+    return s;
+}

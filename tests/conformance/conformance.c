@@ -3,6 +3,10 @@
  * on every backend present and prints the support matrix.
  *
  *   kiln_conformance [--dir DIR]... [--filter SUBSTR] [-v] [--known FILE] [--matrix FILE]
+ *                    [--backend cpu|cuda]
+ *
+ * With --backend cuda each case is built into a GPU engine (fp32, TF32 off, the
+ * case's input shapes) and run there; exit 77 (skipped) without a GPU.
  *
  * A case is PASS, FAIL (a supported op computed a wrong result or errored),
  * UNSUPPORTED (an op, type or mode kiln does not implement: listed, never
@@ -10,6 +14,7 @@
  * Exit status is non-zero when any case FAILs.
  */
 #include "kiln.h"
+#include "cuda/gpu.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdbool.h>
@@ -56,6 +61,7 @@ typedef struct op_row {
 static op_row rows[512];
 static int n_rows;
 static int verbose;
+static int use_cuda;
 static char known[1024][128];
 static int n_known;
 
@@ -167,6 +173,55 @@ static bool compare(const kiln_host_tensor *got, const kiln_host_tensor *exp, do
     return true;
 }
 
+/* Builds the case for the GPU at its exact input shapes and runs it once. */
+static kiln_status run_on_gpu(kiln_network *net, int n_in, kiln_host_tensor *in, int n_out, kiln_host_tensor *out,
+                              char *msg, size_t len)
+{
+    kiln_builder_config *cfg = NULL;
+    kiln_engine *eng = NULL;
+    kiln_context *ctx = NULL;
+    kiln_err err = {{0}};
+    void *stream = NULL;
+    void *dev[64] = {0};
+    kiln_status s = kiln_builder_config_create(&cfg);
+    if (!s) s = kiln_builder_config_set_precision(cfg, KILN_PREC_FP32);
+    for (int i = 0; i < n_in && !s; i++)
+        s = kiln_builder_config_set_shape_range(cfg, kiln_network_input_name(net, i), in[i].rank, in[i].dims, in[i].dims, in[i].dims);
+    if (!s && (s = kiln_build(net, cfg, &eng))) snprintf(msg, len, "build: %s", kiln_last_error());
+    if (!s && (s = kiln_context_create(eng, &ctx))) snprintf(msg, len, "context: %s", kiln_last_error());
+    if (!s && n_in + n_out > 64) s = KILN_ERR_LIMIT;
+    if (!s) s = kiln__gpu_stream_create(&stream, &err);
+    for (int i = 0; i < n_in && !s; i++) {
+        const char *name = kiln_network_input_name(net, i);
+        s = kiln_context_set_input_shape(ctx, name, in[i].rank, in[i].dims);
+        if (!s) s = kiln__gpu_malloc(&dev[i], in[i].nbytes + 16, &err);
+        if (!s) s = kiln__gpu_memcpy_h2d(dev[i], in[i].data, in[i].nbytes, stream, &err);
+        if (!s) s = kiln_context_set_tensor_address(ctx, name, dev[i]);
+    }
+    for (int o = 0; o < n_out && !s; o++) {
+        const char *name = kiln_network_output_name(net, o);
+        memset(&out[o], 0, sizeof out[o]);
+        snprintf(out[o].name, sizeof out[o].name, "%s", name);
+        s = kiln_context_get_shape(ctx, name, &out[o].rank, out[o].dims);
+        out[o].dtype = kiln_context_get_dtype(ctx, name);
+        int64_t numel = kiln_host_tensor_numel(&out[o]);
+        out[o].nbytes = (size_t)(numel < 0 ? 0 : numel) * kiln_dtype_size(out[o].dtype);
+        out[o].data = malloc(out[o].nbytes + 16);
+        if (!s) s = kiln__gpu_malloc(&dev[n_in + o], out[o].nbytes + 16, &err);
+        if (!s) s = kiln_context_set_tensor_address(ctx, name, dev[n_in + o]);
+    }
+    if (!s) s = kiln_context_enqueue(ctx, stream);
+    for (int o = 0; o < n_out && !s; o++) s = kiln__gpu_memcpy_d2h(out[o].data, dev[n_in + o], out[o].nbytes, stream, &err);
+    if (!s) s = kiln__gpu_sync(stream, &err);
+    if (s && !msg[0]) snprintf(msg, len, "run: %s%s", err.msg, ctx ? kiln_context_last_error(ctx) : "");
+    for (int i = 0; i < 64; i++) kiln__gpu_free(dev[i]);
+    kiln__gpu_stream_destroy(stream);
+    kiln_context_free(ctx);
+    kiln_engine_free(eng);
+    kiln_builder_config_free(cfg);
+    return s;
+}
+
 static result run_case(const char *dir, const char *name, bool *scope_out, char *msg, size_t len)
 {
     char path[4096];
@@ -224,11 +279,14 @@ static result run_case(const char *dir, const char *name, bool *scope_out, char 
             in[i].name[0] = 0; /* by position */
         }
         if (r == R_PASS) {
-            s = kiln_reference_run(net, n_in, in, n_out, out);
-            if (s) {
-                snprintf(msg, len, "run: %s", kiln_network_last_error(net));
-                r = s == KILN_ERR_UNSUPPORTED ? R_UNSUP : R_FAIL;
+            if (use_cuda) {
+                msg[0] = 0;
+                s = run_on_gpu(net, n_in, in, n_out, out, msg, len);
+            } else {
+                s = kiln_reference_run(net, n_in, in, n_out, out);
+                if (s) snprintf(msg, len, "run: %s", kiln_network_last_error(net));
             }
+            if (s) r = s == KILN_ERR_UNSUPPORTED ? R_UNSUP : R_FAIL;
         }
         for (int o = 0; o < n_out && r == R_PASS; o++) {
             snprintf(path, sizeof path, "%s/output_%d.pb", sdir, o);
@@ -289,10 +347,23 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--known") && i + 1 < argc) load_known(argv[++i]);
         else if (!strcmp(argv[i], "--matrix") && i + 1 < argc) matrix_path = argv[++i];
         else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            const char *b = argv[++i];
+            if (!strcmp(b, "cuda")) use_cuda = 1;
+            else if (strcmp(b, "cpu")) {
+                fprintf(stderr, "kiln_conformance: unknown backend '%s' (cpu, cuda)\n", b);
+                return 2;
+            }
+        }
         else {
-            fprintf(stderr, "usage: kiln_conformance [--dir DIR]... [--filter SUBSTR] [--known FILE] [--matrix FILE] [-v]\n");
+            fprintf(stderr, "usage: kiln_conformance [--dir DIR]... [--filter SUBSTR] [--known FILE] [--matrix FILE] [--backend cpu|cuda] [-v]\n");
             return 2;
         }
+    }
+    const char *why = NULL;
+    if (use_cuda && !kiln_cuda_available(&why)) {
+        printf("SKIPPED: %s\n", why);
+        return 77;
     }
     if (!n_dirs) {
         fprintf(stderr, "kiln_conformance: give at least one --dir\n");

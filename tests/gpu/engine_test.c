@@ -134,6 +134,20 @@ int main(int argc, char **argv)
         printf("FAIL %s %s: build: %s\n", model, prec, kiln_last_error());
         return 1;
     }
+    char *desc = NULL;
+    if (!kiln_engine_describe(eng, &desc)) {
+        int gpu = 0, cpu = 0;
+        for (char *line = strstr(desc, "layers ("); line; line = strchr(line + 1, '\n')) {
+            if (strstr(line, " gpu ") && strchr(line + 1, '\n') > strstr(line, " gpu ")) gpu++;
+            else if (strstr(line, " cpu ") && strchr(line + 1, '\n') > strstr(line, " cpu ")) {
+                cpu++;
+                char *nl = strchr(line + 1, '\n');
+                printf("  cpu layer:%.*s\n", nl ? (int)(nl - line - 1) : 80, line + 1);
+            }
+        }
+        printf("%s %s: %d layers on the GPU, %d on the CPU\n", model, prec, gpu, cpu);
+        free(desc);
+    }
     if (run_engine(eng, &in, got, n_out, &why)) {
         printf("FAIL %s %s: run: %s\n", model, prec, why);
         return 1;
@@ -178,7 +192,12 @@ int main(int argc, char **argv)
         } else {
             for (int o = 0; o < n_out; o++) {
                 bool same = again[o].nbytes == got[o].nbytes && !memcmp(again[o].data, got[o].data, got[o].nbytes);
-                printf("%s %s: engine saved and loaded, output %d %s\n", same ? "PASS" : "FAIL", model, o, same ? "identical" : "differs");
+                double md = 0;
+                for (int64_t k = 0; again[o].nbytes == got[o].nbytes && k < (int64_t)(got[o].nbytes / 4); k++) {
+                    double d = fabs((double)((float *)again[o].data)[k] - ((float *)got[o].data)[k]);
+                    md = d > md ? d : md;
+                }
+                printf("%s %s: engine saved and loaded, output %d %s (max diff %.3g)\n", same ? "PASS" : "FAIL", model, o, same ? "identical" : "differs", md);
                 rc |= !same;
                 kiln_host_tensor_release(&again[o]);
             }

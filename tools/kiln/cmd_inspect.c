@@ -18,7 +18,14 @@ static int by_count(const void *a, const void *b)
 
 int kiln_cmd_inspect(int argc, char **argv)
 {
-    if (argc != 2 || argv[1][0] == '-') return cli_error("inspect: usage: kiln inspect MODEL");
+    if (argc != 2 || argv[1][0] == '-') return cli_error("inspect: usage: kiln inspect MODEL|ENGINE");
+    if (kiln_engine_file_probe(argv[1])) {
+        char *text = NULL;
+        if (kiln_engine_describe_file(argv[1], &text)) return cli_error("%s", kiln_last_error());
+        printf("engine: %s\n%s", argv[1], text);
+        free(text);
+        return 0;
+    }
     kiln_network *net = NULL;
     if (kiln_onnx_parse(argv[1], NULL, &net)) return cli_error("%s", kiln_last_error());
     bool shapes_ok = kiln_network_infer_shapes(net) == KILN_OK;

@@ -14,6 +14,12 @@ static void usage(FILE *f)
             "            run a model on the reference (CPU) backend\n"
             "  inspect MODEL\n"
             "            inputs, outputs, shapes, op histogram, opset and what cannot run\n"
+            "  build MODEL --saveEngine=FILE [--fp16|--noTF32|--best] [--shapes=|--minShapes= --optShapes= --maxShapes=] ...\n"
+            "            optimize a model for this GPU and save the engine (kiln build --help)\n"
+            "  exec (--onnx=MODEL | --loadEngine=FILE) [options]\n"
+            "            run an engine on the GPU and time it, as trtexec (kiln exec --help)\n"
+            "  compare MODEL [--engine=FILE | build flags] [--atol= --rtol= --check-error-stat=] [--mark-all]\n"
+            "            the GPU engine against the CPU reference, per output (kiln compare --help)\n"
             "  version   print the version\n");
 }
 
@@ -66,6 +72,9 @@ static const struct {
 } commands[] = {
     {"run", NULL, kiln_cmd_run},
     {"inspect", NULL, kiln_cmd_inspect},
+    {"build", NULL, kiln_cmd_build},
+    {"exec", NULL, kiln_cmd_exec},
+    {"compare", NULL, kiln_cmd_compare},
     {"version", "--version", cmd_version},
     {"help", "--help", cmd_help},
 };

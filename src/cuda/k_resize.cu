@@ -1,0 +1,765 @@
+/*
+ * CUDA kernels of the resize family: Resize / Upsample (nearest, linear and
+ * cubic, any rank, every coordinate transformation, antialiasing) and
+ * GridSample (2 or 3 spatial dims).
+ *
+ * Resize follows the CPU reference (src/cpu/cpu_resize.c): each resized axis
+ * maps output index o to a few input taps (index, weight), and the output is
+ * the tensor product of the axes' taps. A first small kernel per resized axis
+ * computes its taps into the workspace in double, with the reference's exact
+ * arithmetic (no fused multiply-adds, so nearest rounding and edge decisions
+ * match bit for bit); the main kernel walks the output in memory order and
+ * gathers (nearest: whole elements, any 1/2/4/8-byte type, bit-exact) or
+ * sums weighted taps in fp32 (linear/cubic: FLOAT/FLOAT16). Axes whose taps
+ * are the identity are not resampled.
+ */
+#include "cuda_tensor.h"
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Keep in step with cuda_ops_resize.c (values of src/ir/ops_resize.h's enums). */
+#define KRS_MAXR 8
+#define KRS_MAXK 64
+enum { KRS_NEAREST, KRS_LINEAR, KRS_CUBIC };
+enum { KRS_HALF_PIXEL, KRS_HALF_PIXEL_SYMMETRIC, KRS_PYTORCH_HALF_PIXEL, KRS_ALIGN_CORNERS, KRS_ASYMMETRIC,
+       KRS_TF_HALF_PIXEL_FOR_NN, KRS_TF_CROP_AND_RESIZE };
+enum { KRS_ROUND_PREFER_FLOOR, KRS_ROUND_PREFER_CEIL, KRS_FLOOR, KRS_CEIL, KRS_SIMPLE };
+typedef struct krs_axis {
+    double scale, roi_s, roi_e;
+    int64_t in_len, out_len;
+    int resized; /* out: not the identity */
+    int taps;    /* out: taps per output index */
+} krs_axis;
+typedef struct krs_args {
+    int mode, ctm, nearest, exclude_outside, antialias;
+    double cubic_a;
+    float extrapolation;   /* linear/cubic, tf_crop_and_resize */
+    uint64_t extrap_bits;  /* nearest: the extrapolation value in X's type */
+    int dt, es;            /* X and Y: dtype and element size */
+    int rank;
+    const void *x;
+    int64_t xstr[KRS_MAXR];
+    void *y;
+    int64_t ystr[KRS_MAXR];
+    krs_axis ax[KRS_MAXR];
+    void *ws;
+    size_t ws_bytes;
+} krs_args;
+
+/* GridSample; keep in step with cuda_ops_resize.c (values of src/ir/ops_sampling.h's enums). */
+enum { KGS_NEAREST, KGS_LINEAR, KGS_CUBIC };
+enum { KGS_ZEROS, KGS_BORDER, KGS_REFLECTION };
+typedef struct kgs_args {
+    int mode, padding, align_corners;
+    int dt;   /* X, grid and Y */
+    int rank; /* 4 or 5: 2 or 3 spatial dims */
+    const void *x;
+    int64_t xdims[5], xstr[5];
+    const void *grid;
+    int64_t gstr[5];
+    void *y;
+    int64_t ydims[5], ystr[5];
+} kgs_args;
+
+namespace {
+
+enum { THREADS = 256, WS_ALIGN = 256 };
+
+static size_t align_up(size_t v) { return (v + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }
+
+__device__ __forceinline__ float tof(float v) { return v; }
+__device__ __forceinline__ float tof(__half v) { return __half2float(v); }
+template <class T> __device__ __forceinline__ T fromf(float v);
+template <> __device__ __forceinline__ float fromf<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half fromf<__half>(float v) { return __float2half_rn(v); }
+
+/* Rounded double arithmetic that the compiler may not contract into FMAs. */
+__device__ __forceinline__ double dadd(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ double dsub(double a, double b) { return __dsub_rn(a, b); }
+__device__ __forceinline__ double dmul(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ double ddiv(double a, double b) { return __ddiv_rn(a, b); }
+
+/* ---- taps of one axis (as build_taps in the CPU reference) ---- */
+
+struct TapPrm {
+    int mode, ctm, nearest, exclude_outside, antialias, K;
+    double scale, roi_s, roi_e, a;
+    int64_t in_len, out_len;
+};
+
+__device__ double original_coord(const TapPrm &p, int64_t o, bool *outside)
+{
+    double out_w = dmul(p.scale, (double)p.in_len), xf = (double)o, v;
+    *outside = false;
+    switch (p.ctm) {
+    case KRS_ALIGN_CORNERS:
+        v = out_w == 1.0 ? 0.0 : ddiv(dmul(xf, (double)(p.in_len - 1)), dsub(out_w, 1.0));
+        break;
+    case KRS_ASYMMETRIC: v = ddiv(xf, p.scale); break;
+    case KRS_TF_HALF_PIXEL_FOR_NN: v = ddiv(dadd(xf, 0.5), p.scale); break;
+    case KRS_TF_CROP_AND_RESIZE: {
+        double span = dsub(p.roi_e, p.roi_s), last = (double)(p.in_len - 1);
+        if (out_w == 1.0) v = ddiv(dmul(span, last), 2.0);
+        else v = ddiv(dmul(dmul(xf, span), last), dsub(out_w, 1.0));
+        v = dadd(v, dmul(p.roi_s, last));
+        if (v < 0 || v > last) *outside = true;
+        break;
+    }
+    case KRS_PYTORCH_HALF_PIXEL: v = out_w == 1.0 ? -0.5 : dsub(ddiv(dadd(xf, 0.5), p.scale), 0.5); break;
+    case KRS_HALF_PIXEL_SYMMETRIC: {
+        double adjustment = ddiv((double)p.out_len, out_w);
+        double offset = dmul(ddiv((double)p.in_len, 2.0), dsub(1.0, adjustment));
+        v = dsub(dadd(offset, ddiv(dadd(xf, 0.5), p.scale)), 0.5);
+        break;
+    }
+    default: v = dsub(ddiv(dadd(xf, 0.5), p.scale), 0.5); break;
+    }
+    return v;
+}
+
+__device__ __forceinline__ int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+__device__ __forceinline__ double clampd(double v)
+{
+    if (isnan(v)) return 0;
+    return v < -1e15 ? -1e15 : v > 1e15 ? 1e15 : v;
+}
+
+__device__ int64_t nearest_index(const TapPrm &p, double x)
+{
+    double f = floor(x), r = dsub(x, f);
+    int64_t i = (int64_t)f;
+    if (r == 0) return i;
+    switch (p.nearest) {
+    case KRS_ROUND_PREFER_CEIL: return r < 0.5 ? i : i + 1;
+    case KRS_FLOOR: return i;
+    case KRS_CEIL: return i + 1;
+    case KRS_SIMPLE: return p.scale < 1.0 ? i + 1 : i;
+    default: return r <= 0.5 ? i : i + 1;
+    }
+}
+
+__device__ double cubic_weight(double x, double a)
+{
+    x = fabs(x);
+    if (x <= 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+/* Filter coefficients for a position `ratio` in (0, 1] after the base index; c[j] weighs base + start + j. */
+__device__ int filter_taps(const TapPrm &p, double ratio, int *start, double *c)
+{
+    if (p.mode == KRS_LINEAR && !p.antialias) {
+        *start = 0;
+        c[0] = 1 - ratio;
+        c[1] = ratio;
+        return 2;
+    }
+    if (p.mode == KRS_CUBIC && !p.antialias) {
+        double a = p.a, t = ratio;
+        *start = -1;
+        c[0] = ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a;
+        c[1] = ((a + 2) * t - (a + 3)) * t * t + 1;
+        c[2] = ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1;
+        c[3] = ((a * ((1 - t) + 1) - 5 * a) * ((1 - t) + 1) + 8 * a) * ((1 - t) + 1) - 4 * a;
+        return 4;
+    }
+    double s = p.scale < 1.0 ? p.scale : 1.0;
+    double support = p.mode == KRS_LINEAR ? 1.0 : 2.0;
+    int st = (int)floor(ddiv(-support, s)) + 1;
+    int n = 2 - 2 * st;
+    if (n > p.K) n = p.K;
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+        double arg = dmul((double)(st + j) - ratio, s);
+        double v = p.mode == KRS_LINEAR ? 1 - fabs(arg) : cubic_weight(arg, p.a);
+        if (p.mode == KRS_LINEAR && v < 0) v = 0;
+        c[j] = v;
+        sum += v;
+    }
+    if (sum != 0)
+        for (int j = 0; j < n; j++) c[j] /= sum;
+    *start = st;
+    return n;
+}
+
+/* Taps of output index o: K entries of (index, weight); index -1 first marks a coordinate outside the input. */
+__global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
+{
+    for (int64_t o = (int64_t)blockIdx.x * THREADS + threadIdx.x; o < p.out_len; o += (int64_t)gridDim.x * THREADS) {
+        int *ix = tidx + o * p.K;
+        float *w = tw + o * p.K;
+        for (int j = 0; j < p.K; j++) {
+            ix[j] = 0;
+            w[j] = 0.f;
+        }
+        bool outside;
+        double x = clampd(original_coord(p, o, &outside));
+        if (outside) {
+            ix[0] = -1;
+            continue;
+        }
+        if (p.mode == KRS_NEAREST) {
+            ix[0] = (int)clamp64(nearest_index(p, x), 0, p.in_len - 1);
+            w[0] = 1.f;
+            continue;
+        }
+        double f = floor(x), ratio = dsub(x, f);
+        int64_t base = (int64_t)f;
+        if (ratio == 0) {
+            ratio = 1;
+            base -= 1;
+        }
+        double c[KRS_MAXK], acc[KRS_MAXK];
+        int64_t ti[KRS_MAXK];
+        int start;
+        int n = filter_taps(p, ratio, &start, c);
+        /* The reference's neighbourhood lies in the input padded by ceil(n/2) edge values on each side. */
+        int64_t pad = (n + 1) / 2, lo = base + start;
+        if (lo < -pad) lo = -pad;
+        if (lo + n - 1 > p.in_len - 1 + pad) lo = p.in_len - 1 + pad - (n - 1);
+        if (p.exclude_outside) {
+            double sum = 0;
+            for (int j = 0; j < n; j++) {
+                int64_t i = lo + j;
+                if (i < 0 || i >= p.in_len) c[j] = 0;
+                sum += c[j];
+            }
+            if (sum != 0)
+                for (int j = 0; j < n; j++) c[j] /= sum;
+        }
+        int k = 0;
+        for (int j = 0; j < n; j++) {
+            if (c[j] == 0) continue;
+            int64_t i = clamp64(lo + j, 0, p.in_len - 1);
+            if (k > 0 && ti[k - 1] == i) {
+                acc[k - 1] += c[j];
+                continue;
+            }
+            ti[k] = i;
+            acc[k] = c[j];
+            k++;
+        }
+        for (int j = 0; j < k; j++) {
+            ix[j] = (int)ti[j];
+            w[j] = (float)acc[j];
+        }
+    }
+}
+
+/* ---- the main kernels ---- */
+
+/* floor(x / d) for x < 2^31 and d in [1, 2^31] as (x * m) >> s (Granlund-Montgomery). */
+struct FastDiv {
+    uint32_t d, m, s;
+    __device__ __forceinline__ uint32_t div(uint32_t x) const { return (uint32_t)(((uint64_t)x * m) >> s); }
+};
+
+static FastDiv make_fastdiv(uint32_t d)
+{
+    uint32_t l = 0;
+    while (l < 32 && ((uint64_t)1 << l) < d) l++;
+    FastDiv f;
+    f.d = d;
+    f.s = 31 + l;
+    f.m = (uint32_t)((((uint64_t)1 << f.s) + d - 1) / d);
+    return f;
+}
+
+struct Div64 {
+    int64_t d;
+    __device__ __forceinline__ int64_t div(int64_t x) const { return x / d; }
+};
+
+__device__ __forceinline__ uint32_t dval(const FastDiv &f) { return f.d; }
+__device__ __forceinline__ int64_t dval(const Div64 &f) { return f.d; }
+
+/*
+ * Output axes in memory order (outermost first). Resized axes have input
+ * stride 0 in xs; slot s (< nres) is the resized axis at position pos[s],
+ * whose coordinate is (i / inner[s]) % dim[pos[s]].
+ */
+template <class I, class D> struct Geo {
+    int rank, nres;
+    I n;
+    D dim[KRS_MAXR];
+    I xs[KRS_MAXR], ys[KRS_MAXR];
+    D inner[KRS_MAXR];
+    D sdim[KRS_MAXR];
+    I rxs[KRS_MAXR]; /* input stride of slot s */
+    int K[KRS_MAXR];
+    const int *tidx[KRS_MAXR];
+    const float *tw[KRS_MAXR];
+};
+
+template <class I, class D> __device__ __forceinline__ void offsets(const Geo<I, D> &g, I i, I &xo, I &yo)
+{
+    xo = 0;
+    yo = 0;
+    for (int k = g.rank - 1; k >= 0; k--) {
+        I q = k > 0 ? (I)g.dim[k].div(i) : 0, c = i - q * (I)dval(g.dim[k]);
+        i = q;
+        xo += c * g.xs[k];
+        yo += c * g.ys[k];
+    }
+}
+
+template <class I, class D> __device__ __forceinline__ I slot_coord(const Geo<I, D> &g, int s, I i)
+{
+    I q = (I)g.inner[s].div(i);
+    return q - (I)g.sdim[s].div(q) * (I)dval(g.sdim[s]);
+}
+
+template <class S, class I, class D>
+__global__ void __launch_bounds__(THREADS) k_nearest(const S *__restrict__ x, S *__restrict__ y, Geo<I, D> g, S extrap)
+{
+    for (I i = (I)blockIdx.x * THREADS + threadIdx.x; i < g.n; i += (I)gridDim.x * THREADS) {
+        I xo, yo;
+        offsets(g, i, xo, yo);
+        bool out = false;
+        for (int s = 0; s < g.nres; s++) {
+            int t = g.tidx[s][(int64_t)slot_coord(g, s, i) * g.K[s]];
+            out |= t < 0;
+            xo += (I)(t < 0 ? 0 : t) * g.rxs[s];
+        }
+        y[yo] = out ? extrap : x[xo];
+    }
+}
+
+/* NR resized axes (1 or 2; 0: any number, through an odometer). */
+template <class T, int NR, class I, class D>
+__global__ void __launch_bounds__(THREADS) k_filter(const T *__restrict__ x, T *__restrict__ y, Geo<I, D> g, float extrap)
+{
+    for (I i = (I)blockIdx.x * THREADS + threadIdx.x; i < g.n; i += (I)gridDim.x * THREADS) {
+        I xo, yo;
+        offsets(g, i, xo, yo);
+        float acc = 0.f;
+        bool out = false;
+        if (NR == 1 || NR == 2) {
+            int64_t r0 = (int64_t)slot_coord(g, 0, i) * g.K[0];
+            const int *i0 = g.tidx[0] + r0;
+            const float *w0 = g.tw[0] + r0;
+            const int *i1 = NULL;
+            const float *w1 = NULL;
+            if (NR == 2) {
+                int64_t r1 = (int64_t)slot_coord(g, 1, i) * g.K[1];
+                i1 = g.tidx[1] + r1;
+                w1 = g.tw[1] + r1;
+                out = i1[0] < 0;
+            }
+            out |= i0[0] < 0;
+            if (!out) {
+                for (int a = 0; a < g.K[0]; a++) {
+                    float wa = w0[a];
+                    if (wa == 0.f) continue;
+                    I oa = xo + (I)i0[a] * g.rxs[0];
+                    /* NR == 1: one pass with weight 1 along a second, absent axis. */
+                    int kb = NR == 2 ? g.K[1] : 1;
+                    for (int b = 0; b < kb; b++) {
+                        float wb = NR == 2 ? w1[b] : 1.f;
+                        if (wb != 0.f) acc += wa * wb * tof(x[NR == 2 ? oa + (I)i1[b] * g.rxs[1] : oa]);
+                    }
+                }
+            }
+        } else {
+            int64_t row[KRS_MAXR];
+            int cnt[KRS_MAXR];
+            for (int s = 0; s < g.nres; s++) {
+                row[s] = (int64_t)slot_coord(g, s, i) * g.K[s];
+                cnt[s] = 0;
+                out |= g.tidx[s][row[s]] < 0;
+            }
+            while (!out) {
+                float w = 1.f;
+                I off = xo;
+                for (int s = 0; s < g.nres; s++) {
+                    w *= g.tw[s][row[s] + cnt[s]];
+                    off += (I)g.tidx[s][row[s] + cnt[s]] * g.rxs[s];
+                }
+                if (w != 0.f) acc += w * tof(x[off]);
+                int s = g.nres - 1;
+                for (; s >= 0; s--) {
+                    if (++cnt[s] < g.K[s]) break;
+                    cnt[s] = 0;
+                }
+                if (s < 0) break;
+            }
+        }
+        y[yo] = fromf<T>(out ? extrap : acc);
+    }
+}
+
+static unsigned blocks_for(int64_t n)
+{
+    int64_t b = (n + THREADS - 1) / THREADS;
+    if (b > (1 << 20)) b = 1 << 20;
+    return (unsigned)(b < 1 ? 1 : b);
+}
+
+/* Taps per output index of one axis; 0 when over KRS_MAXK. */
+static int taps_of(const krs_args *a, const krs_axis *x)
+{
+    if (a->mode == KRS_NEAREST) return 1;
+    if (!a->antialias) return a->mode == KRS_LINEAR ? 2 : 4;
+    double s = x->scale < 1.0 ? x->scale : 1.0;
+    double support = a->mode == KRS_LINEAR ? 1.0 : 2.0;
+    double st = floor(-support / s) + 1;
+    double n = 2 - 2 * st;
+    return (n >= 1 && n <= KRS_MAXK) ? (int)n : 0;
+}
+
+template <class I, class D> static D mkdiv(int64_t d);
+template <> FastDiv mkdiv<uint32_t, FastDiv>(int64_t d) { return make_fastdiv((uint32_t)d); }
+template <> Div64 mkdiv<int64_t, Div64>(int64_t d)
+{
+    Div64 v;
+    v.d = d;
+    return v;
+}
+
+template <class I, class D>
+static void build_geo(const krs_args *a, const int *ord, int rank, int **tidx, float **tw, Geo<I, D> &g)
+{
+    memset(&g, 0, sizeof g);
+    g.rank = rank;
+    int64_t n = 1;
+    for (int k = 0; k < rank; k++) n *= a->ax[ord[k]].out_len;
+    g.n = (I)n;
+    int64_t inner = 1;
+    int slot_of[KRS_MAXR];
+    /* Slots numbered from the outermost resized axis. */
+    int ns = 0;
+    for (int k = 0; k < rank; k++) slot_of[k] = a->ax[ord[k]].resized ? ns++ : -1;
+    g.nres = ns;
+    for (int k = rank - 1; k >= 0; k--) {
+        const krs_axis *x = &a->ax[ord[k]];
+        g.dim[k] = mkdiv<I, D>(x->out_len);
+        g.ys[k] = (I)a->ystr[ord[k]];
+        g.xs[k] = x->resized ? 0 : (I)a->xstr[ord[k]];
+        int s = slot_of[k];
+        if (s >= 0) {
+            g.inner[s] = mkdiv<I, D>(inner);
+            g.sdim[s] = mkdiv<I, D>(x->out_len);
+            g.rxs[s] = (I)a->xstr[ord[k]];
+            g.K[s] = x->taps;
+            g.tidx[s] = tidx[ord[k]];
+            g.tw[s] = tw[ord[k]];
+        }
+        inner *= x->out_len;
+    }
+}
+
+template <class I, class D>
+static void launch_main(const krs_args *a, const Geo<I, D> &g, cudaStream_t st)
+{
+    unsigned b = blocks_for((int64_t)g.n);
+    if (a->mode == KRS_NEAREST) {
+        switch (a->es) {
+        case 1: k_nearest<uint8_t, I, D><<<b, THREADS, 0, st>>>((const uint8_t *)a->x, (uint8_t *)a->y, g, (uint8_t)a->extrap_bits); break;
+        case 2: k_nearest<uint16_t, I, D><<<b, THREADS, 0, st>>>((const uint16_t *)a->x, (uint16_t *)a->y, g, (uint16_t)a->extrap_bits); break;
+        case 4: k_nearest<uint32_t, I, D><<<b, THREADS, 0, st>>>((const uint32_t *)a->x, (uint32_t *)a->y, g, (uint32_t)a->extrap_bits); break;
+        default: k_nearest<uint64_t, I, D><<<b, THREADS, 0, st>>>((const uint64_t *)a->x, (uint64_t *)a->y, g, (uint64_t)a->extrap_bits); break;
+        }
+        return;
+    }
+    float e = a->extrapolation;
+    if (a->dt == KILN_DT_FLOAT) {
+        const float *x = (const float *)a->x;
+        float *y = (float *)a->y;
+        if (g.nres == 1) k_filter<float, 1, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+        else if (g.nres == 2) k_filter<float, 2, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+        else k_filter<float, 0, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+    } else {
+        const __half *x = (const __half *)a->x;
+        __half *y = (__half *)a->y;
+        if (g.nres == 1) k_filter<__half, 1, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+        else if (g.nres == 2) k_filter<__half, 2, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+        else k_filter<__half, 0, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
+    }
+}
+
+/* ---- GridSample ---- */
+
+struct GsGeo {
+    int mode, padding, align;
+    int64_t len[3];           /* input spatial dims */
+    int64_t xs[5], gs[5], ys[5];
+    int64_t total;
+    int ord[5];               /* output axes in memory order, outermost first */
+    int64_t od[5];
+};
+
+__device__ double reflect(double x, double lo, double hi)
+{
+    double rng = dsub(hi, lo);
+    if (!(rng > 0)) return lo;
+    if (x < lo) {
+        double dx = dsub(lo, x), n = floor(ddiv(dx, rng)), r = dsub(dx, dmul(n, rng));
+        return fmod(n, 2.0) == 0 ? dadd(lo, r) : dsub(hi, r);
+    }
+    if (x > hi) {
+        double dx = dsub(x, hi), n = floor(ddiv(dx, rng)), r = dsub(dx, dmul(n, rng));
+        return fmod(n, 2.0) == 0 ? dsub(hi, r) : dadd(lo, r);
+    }
+    return x;
+}
+
+__device__ double gs_cubic_w(double x, int j)
+{
+    const double a = -0.75;
+    double t = j == 0 ? x + 1 : j == 1 ? x : j == 2 ? 1 - x : 2 - x;
+    if (j == 1 || j == 2) return ((a + 2) * t - (a + 3)) * t * t + 1;
+    return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
+}
+
+/* One tap index after padding: -1 when it reads zero. */
+__device__ int64_t gs_tap(const GsGeo &g, int64_t i, int64_t len, double lo, double hi)
+{
+    if (g.padding == KGS_ZEROS) return (i >= 0 && i < len) ? i : -1;
+    if (g.padding == KGS_BORDER) return i < 0 ? 0 : i >= len ? len - 1 : i;
+    double f = reflect((double)i, lo, hi);
+    int64_t k = (int64_t)f;
+    return k < 0 ? 0 : k >= len ? len - 1 : k;
+}
+
+/* Taps along one axis of length len for normalized coordinate gn; returns the tap count. */
+__device__ int gs_axis(const GsGeo &g, double gn, int64_t len, int64_t *ti, double *tw)
+{
+    double l = (double)len;
+    double lo = g.align ? 0.0 : -0.5, hi = g.align ? l - 1.0 : l - 0.5;
+    float xf = g.align ? (float)dmul(ddiv(dadd(gn, 1.0), 2.0), dsub(l, 1.0))
+                       : (float)ddiv(dsub(dmul(dadd(gn, 1.0), l), 1.0), 2.0);
+    double c = xf;
+    if (isnan(c)) c = -1e9;
+    c = c < -1e9 ? -1e9 : c > 1e9 ? 1e9 : c;
+    if (g.mode == KGS_NEAREST) c = rint(c);
+    if (c < lo || c > hi) {
+        if (g.padding == KGS_BORDER) c = c < 0 ? 0 : c > l - 1 ? l - 1 : c;
+        else if (g.padding == KGS_REFLECTION) c = reflect(c, lo, hi);
+    }
+    if (g.mode == KGS_NEAREST) {
+        ti[0] = gs_tap(g, (int64_t)c, len, lo, hi);
+        tw[0] = 1;
+        return 1;
+    }
+    double f = floor(c), t = dsub(c, f);
+    int64_t i0 = (int64_t)f;
+    if (g.mode == KGS_LINEAR) {
+        ti[0] = gs_tap(g, i0, len, lo, hi);
+        ti[1] = gs_tap(g, i0 + 1, len, lo, hi);
+        tw[0] = 1 - t;
+        tw[1] = t;
+        return 2;
+    }
+    for (int j = 0; j < 4; j++) {
+        ti[j] = gs_tap(g, i0 - 1 + j, len, lo, hi);
+        tw[j] = gs_cubic_w(t, j);
+    }
+    return 4;
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(THREADS) k_gridsample(const T *__restrict__ x, const T *__restrict__ grid,
+                                                        T *__restrict__ y, GsGeo g)
+{
+    for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < g.total; i += (int64_t)gridDim.x * THREADS) {
+        int64_t c[D + 2], r = i;
+        for (int k = D + 1; k >= 0; k--) {
+            c[g.ord[k]] = r % g.od[k];
+            r /= g.od[k];
+        }
+        const T *gp = grid + c[0] * g.gs[0];
+        for (int k = 0; k < D; k++) gp += c[2 + k] * g.gs[1 + k];
+        int64_t ti[D][4];
+        double tw[D][4];
+        int nt[D];
+        /* grid's last dim lists the innermost spatial dim first. */
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            nt[k] = gs_axis(g, (double)tof(gp[(D - 1 - k) * g.gs[D + 1]]), g.len[k], ti[k], tw[k]);
+        const T *xp = x + c[0] * g.xs[0] + c[1] * g.xs[1];
+        int64_t yo = c[0] * g.ys[0] + c[1] * g.ys[1];
+        for (int k = 0; k < D; k++) yo += c[2 + k] * g.ys[2 + k];
+        double acc = 0;
+        if (D == 2) {
+            for (int a = 0; a < nt[0]; a++) {
+                if (ti[0][a] < 0) continue;
+                for (int b = 0; b < nt[D - 1]; b++) {
+                    if (ti[D - 1][b] < 0) continue;
+                    acc += tw[0][a] * tw[D - 1][b] * (double)tof(xp[ti[0][a] * g.xs[2] + ti[D - 1][b] * g.xs[3]]);
+                }
+            }
+        } else {
+            for (int a = 0; a < nt[0]; a++) {
+                if (ti[0][a] < 0) continue;
+                for (int b = 0; b < nt[1]; b++) {
+                    if (ti[1][b] < 0) continue;
+                    for (int e = 0; e < nt[D - 1]; e++) {
+                        if (ti[D - 1][e] < 0) continue;
+                        acc += tw[0][a] * tw[1][b] * tw[D - 1][e] *
+                               (double)tof(xp[ti[0][a] * g.xs[2] + ti[1][b] * g.xs[3] + ti[D - 1][e] * g.xs[D + 1]]);
+                    }
+                }
+            }
+        }
+        y[yo] = fromf<T>((float)acc);
+    }
+}
+
+} // namespace
+
+/*
+ * Fills each axis' `resized` and `taps` from the geometry (scale, lengths)
+ * and returns 0, or -1 when an antialiasing filter is too wide for the GPU.
+ * An axis of equal lengths and scale 1 maps every index to itself under every
+ * transformation except tf_crop_and_resize and tf_half_pixel_for_nn.
+ */
+extern "C" int kiln__krs_plan(krs_args *a)
+{
+    if (a->rank < 1 || a->rank > KRS_MAXR) return -1;
+    for (int i = 0; i < a->rank; i++) {
+        krs_axis *x = &a->ax[i];
+        x->resized = !(x->in_len == x->out_len && x->scale == 1.0 && a->ctm != KRS_TF_CROP_AND_RESIZE &&
+                       a->ctm != KRS_TF_HALF_PIXEL_FOR_NN);
+        x->taps = x->resized ? taps_of(a, x) : 1;
+        if (x->taps < 1 || x->in_len > 0x7fffffff) return -1;
+    }
+    return 0;
+}
+
+/* Workspace bytes for the tap tables (after kiln__krs_plan). */
+extern "C" size_t kiln__krs_workspace(const krs_args *a)
+{
+    size_t n = 0;
+    for (int i = 0; i < a->rank && i < KRS_MAXR; i++)
+        if (a->ax[i].resized && a->ax[i].out_len > 0)
+            n += 2 * align_up((size_t)a->ax[i].out_len * (size_t)a->ax[i].taps * 4);
+    return n;
+}
+
+extern "C" int kiln__krs_resize(const krs_args *a, void *stream)
+{
+    cudaStream_t st = (cudaStream_t)stream;
+    if (a->rank < 1 || a->rank > KRS_MAXR) return (int)cudaErrorInvalidValue;
+    int64_t total = 1;
+    for (int i = 0; i < a->rank; i++) {
+        if (a->ax[i].out_len < 0 || a->ax[i].in_len < 0) return (int)cudaErrorInvalidValue;
+        total *= a->ax[i].out_len;
+    }
+    if (total == 0) return 0;
+    if (!a->x || !a->y) return (int)cudaErrorInvalidValue;
+    if (a->mode == KRS_NEAREST ? (a->es != 1 && a->es != 2 && a->es != 4 && a->es != 8)
+                               : (a->dt != KILN_DT_FLOAT && a->dt != KILN_DT_FLOAT16))
+        return (int)cudaErrorInvalidValue;
+    size_t need = kiln__krs_workspace(a);
+    if (need > a->ws_bytes || (need && !a->ws)) return (int)cudaErrorInvalidValue;
+    /* Tap tables, one per resized axis. */
+    int *tidx[KRS_MAXR] = {0};
+    float *tw[KRS_MAXR] = {0};
+    uint8_t *p = (uint8_t *)a->ws;
+    for (int i = 0; i < a->rank; i++) {
+        const krs_axis *x = &a->ax[i];
+        if (!x->resized) continue;
+        if (x->in_len < 1 || x->taps < 1 || x->taps > KRS_MAXK) return (int)cudaErrorInvalidValue;
+        size_t bytes = align_up((size_t)x->out_len * (size_t)x->taps * 4);
+        tidx[i] = (int *)p;
+        tw[i] = (float *)(p + bytes);
+        p += 2 * bytes;
+        TapPrm t;
+        t.mode = a->mode;
+        t.ctm = a->ctm;
+        t.nearest = a->nearest;
+        t.exclude_outside = a->exclude_outside;
+        t.antialias = a->antialias;
+        t.K = x->taps;
+        t.scale = x->scale;
+        t.roi_s = x->roi_s;
+        t.roi_e = x->roi_e;
+        t.a = a->cubic_a;
+        t.in_len = x->in_len;
+        t.out_len = x->out_len;
+        k_taps<<<blocks_for(x->out_len), THREADS, 0, st>>>(t, tidx[i], tw[i]);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return (int)e;
+    }
+    /* Axes of size > 1 by decreasing output stride (stable): threads write in memory order. */
+    int ord[KRS_MAXR], rank = 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->ax[i].out_len != 1 || a->ax[i].resized) ord[rank++] = i;
+    for (int i = 1; i < rank; i++)
+        for (int j = i; j > 0 && a->ystr[ord[j]] > a->ystr[ord[j - 1]]; j--) {
+            int t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+    int64_t xspan = 0, yspan = 0;
+    for (int i = 0; i < a->rank; i++) {
+        if (a->xstr[i] < 0 || a->ystr[i] < 0) return (int)cudaErrorInvalidValue;
+        xspan += (a->ax[i].in_len - 1) * a->xstr[i];
+        yspan += (a->ax[i].out_len - 1) * a->ystr[i];
+    }
+    if (total < ((int64_t)1 << 31) && xspan < ((int64_t)1 << 31) && yspan < ((int64_t)1 << 31)) {
+        Geo<uint32_t, FastDiv> g;
+        build_geo<uint32_t, FastDiv>(a, ord, rank, tidx, tw, g);
+        launch_main(a, g, st);
+    } else {
+        Geo<int64_t, Div64> g;
+        build_geo<int64_t, Div64>(a, ord, rank, tidx, tw, g);
+        launch_main(a, g, st);
+    }
+    return (int)cudaGetLastError();
+}
+
+extern "C" int kiln__kgs_gridsample(const kgs_args *a, void *stream)
+{
+    if (a->rank != 4 && a->rank != 5) return (int)cudaErrorInvalidValue;
+    int r = a->rank, D = r - 2;
+    GsGeo g;
+    memset(&g, 0, sizeof g);
+    g.mode = a->mode;
+    g.padding = a->padding;
+    g.align = a->align_corners;
+    g.total = 1;
+    for (int i = 0; i < r; i++) {
+        if (a->ydims[i] < 0) return (int)cudaErrorInvalidValue;
+        g.total *= a->ydims[i];
+        g.xs[i] = a->xstr[i];
+        g.gs[i] = a->gstr[i];
+        g.ys[i] = a->ystr[i];
+    }
+    for (int k = 0; k < D; k++) g.len[k] = a->xdims[2 + k];
+    if (g.total == 0) return 0;
+    if (!a->x || !a->grid || !a->y || (a->dt != KILN_DT_FLOAT && a->dt != KILN_DT_FLOAT16))
+        return (int)cudaErrorInvalidValue;
+    for (int k = 0; k < D; k++)
+        if (g.len[k] < 1) return (int)cudaErrorInvalidValue;
+    int ord[5] = {0, 1, 2, 3, 4};
+    for (int i = 1; i < r; i++)
+        for (int j = i; j > 0 && a->ystr[ord[j]] > a->ystr[ord[j - 1]]; j--) {
+            int t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+    for (int i = 0; i < r; i++) {
+        g.ord[i] = ord[i];
+        g.od[i] = a->ydims[ord[i]];
+    }
+    cudaStream_t st = (cudaStream_t)stream;
+    unsigned b = blocks_for(g.total);
+    if (a->dt == KILN_DT_FLOAT) {
+        const float *x = (const float *)a->x, *gr = (const float *)a->grid;
+        float *y = (float *)a->y;
+        if (D == 2) k_gridsample<float, 2><<<b, THREADS, 0, st>>>(x, gr, y, g);
+        else k_gridsample<float, 3><<<b, THREADS, 0, st>>>(x, gr, y, g);
+    } else {
+        const __half *x = (const __half *)a->x, *gr = (const __half *)a->grid;
+        __half *y = (__half *)a->y;
+        if (D == 2) k_gridsample<__half, 2><<<b, THREADS, 0, st>>>(x, gr, y, g);
+        else k_gridsample<__half, 3><<<b, THREADS, 0, st>>>(x, gr, y, g);
+    }
+    return (int)cudaGetLastError();
+}
