@@ -486,6 +486,8 @@ def stage_kiln(name, c, args, R, log, budget):
         b.update(rc=rc, wall_s=round(secs, 2))
         k["build"] = b
         if rc == 0 and os.path.exists(engine):
+            for w in b["warnings"][:3] + b["peak_lines"][:1]:
+                log(f"  kiln {prec} build: {w[:200]}")
             eng_args = [f"--loadEngine={engine}"]
             cmp_args = [f"--engine={engine}"]
             k["engine_bytes"] = os.path.getsize(engine)

@@ -10,7 +10,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 summary=""
 for cfg in "fp32 nchw" "fp16 nhwc" "fp32 nhwc" "fp16 nchw"; do
     set -- $cfg
-    $B/kiln_gpu_ops_test --dir $S/onnx-tests/node --dir $S/onnx-tests/pytorch-operator \
+    $B/kiln_gpu_ops_test --dir $S/onnx-tests/node --dir $S/onnx-tests/pytorch-converted --dir $S/onnx-tests/pytorch-operator \
         --precision $1 --layout $2 > "$OUT/ops_$1_$2.log" 2>&1
     summary="$summary\n$(tail -1 "$OUT/ops_$1_$2.log")"
 done
@@ -27,6 +27,10 @@ fi
 for lm in resnet50 squeezenet densenet121 vgg19; do
     timeout 300 $B/kiln_engine_test.dbg --light $S/onnx-tests/light/light_$lm.onnx --precision fp32 >> "$OUT/engine.log" 2>&1
 done
+timeout 400 $B/kiln_conformance --backend cuda --dir $S/onnx-tests/node --dir $S/onnx-tests/pytorch-converted --dir $S/onnx-tests/pytorch-operator > "$OUT/conformance_cuda.log" 2>&1
+timeout 300 sh tests/cli/gpu_cli_test.sh $B/kiln $S > "$OUT/gpu_cli.log" 2>&1; echo "gpu_cli exit $?" >> "$OUT/gpu_cli.log"
+echo "== gpu cli"; grep -iE "fail|error|exit" "$OUT/gpu_cli.log" | head -20; tail -3 "$OUT/gpu_cli.log"
+echo "== conformance cuda"; grep -E "^FAIL" "$OUT/conformance_cuda.log" | cut -c1-200 | head -30; tail -2 "$OUT/conformance_cuda.log"
 echo "== failures (first 40)"
 grep -h "^FAIL" "$OUT"/ops_*.log | head -40
 echo "== gdb"; cat "$OUT/gdb.log" 2>/dev/null | tail -25

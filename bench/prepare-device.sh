@@ -4,13 +4,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 SHARED="${KILN_SHARED_DIR:-$(pwd)/../shared}"
-cmake -S . -B build-device -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_STATIC_DEPS=ON -DKILN_WERROR=OFF -DKILN_SHARED_DIR="$SHARED" >/dev/null
+cmake -S . -B build-device -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_STATIC_DEPS=OFF -DKILN_SHARED_LIB=ON -DKILN_CUDA_PTX=OFF -DKILN_WERROR=OFF -DKILN_SHARED_DIR="$SHARED" >/dev/null
 cmake --build build-device -j"$(nproc)" >/dev/null
 rm -rf .device && mkdir -p .device/bin .device/shared/onnx-tests/node .device/shared/onnx-tests
-cp build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test \
+cp build-device/libkiln.so build-device/kiln build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test build-device/tests/kiln_conformance \
    .device/bin/
 cp -r "$SHARED/sr-fixtures" .device/shared/
-cp -r "$SHARED/onnx-tests/light" "$SHARED/onnx-tests/pytorch-operator" .device/shared/onnx-tests/
+cp -r "$SHARED/onnx-tests/light" "$SHARED/onnx-tests/pytorch-operator" "$SHARED/onnx-tests/pytorch-converted" .device/shared/onnx-tests/
 # node tests of the ops the GPU backend has (the whole folder is too big to carry)
 for d in "$SHARED"/onnx-tests/node/test_*; do
     n=$(basename "$d")
@@ -31,6 +31,7 @@ for d in "$SHARED"/onnx-tests/node/test_*; do
         cp -r "$d" .device/shared/onnx-tests/node/ ;;
     esac
 done
+cp -L /usr/lib/x86_64-linux-gnu/libprotobuf-c.so.1 .device/bin/
 mv .device/bin/kiln_engine_test .device/bin/kiln_engine_test.dbg && ln -s kiln_engine_test.dbg .device/bin/kiln_engine_test
 for f in .device/bin/*; do case $f in *.dbg) ;; *) strip $f ;; esac; done
 du -sh .device

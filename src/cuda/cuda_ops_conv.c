@@ -22,6 +22,7 @@
  */
 #include "cuda_backend.h"
 #include "gpu.h"
+#include "../ir/ops_conv.h"
 #include <cudnn.h>
 #include <limits.h>
 #include <math.h>
@@ -154,13 +155,36 @@ static kiln_status read_ints(const kiln_node *node, const char *name, int maxn, 
     return KILN_OK;
 }
 
-static kiln_status attrs_read(const kiln_node *node, conv_attrs *a, kiln_err *err)
+/* Window attributes from the schema's parsed params (FusedConv's begin with Conv's). */
+static kiln_status attrs_from_params(const kiln_node *node, const kiln_conv_params *cp, conv_attrs *a, kiln_err *err)
+{
+    switch (cp->auto_pad) {
+    case KILN_AUTO_PAD_SAME_UPPER: a->auto_pad = AUTO_PAD_SAME_UPPER; break;
+    case KILN_AUTO_PAD_SAME_LOWER: a->auto_pad = AUTO_PAD_SAME_LOWER; break;
+    case KILN_AUTO_PAD_VALID: a->auto_pad = AUTO_PAD_VALID; break;
+    default: a->auto_pad = AUTO_PAD_NOTSET; break;
+    }
+    a->group = cp->group;
+    if (cp->n_strides > MAX_SP || cp->n_dil > MAX_SP || cp->n_pads > 2 * MAX_SP || cp->n_outpad > MAX_SP ||
+        a->group < 1 || a->group > INT_MAX)
+        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): more than %d spatial dims or group %lld",
+                          node->name, node->op_type, MAX_SP, (long long)a->group);
+    a->n_strides = cp->n_strides;
+    a->n_dil = cp->n_dil;
+    a->n_pads = a->auto_pad == AUTO_PAD_NOTSET ? cp->n_pads : -1;
+    a->n_outpad = a->kind == KIND_CONVT ? cp->n_outpad : -1;
+    a->has_outshape = a->kind == KIND_CONVT && cp->n_outshape > 0;
+    for (int i = 0; i < cp->n_strides; i++) a->strides[i] = cp->strides[i];
+    for (int i = 0; i < cp->n_dil; i++) a->dil[i] = cp->dil[i];
+    for (int i = 0; i < cp->n_pads; i++) a->pads[i] = cp->pads[i];
+    for (int i = 0; i < cp->n_outpad; i++) a->outpad[i] = cp->outpad[i];
+    return KILN_OK;
+}
+
+/* Window attributes read from the node's attributes (no parsed params). */
+static kiln_status attrs_from_node(const kiln_node *node, conv_attrs *a, kiln_err *err)
 {
     kiln_status s;
-    memset(a, 0, sizeof *a);
-    if (!strcmp(node->op_type, "ConvTranspose")) a->kind = KIND_CONVT;
-    else if (!strcmp(node->op_type, "FusedConv")) a->kind = KIND_FUSED;
-    else a->kind = KIND_CONV;
     const char *ap = kiln__attr_string(node, "auto_pad", "NOTSET");
     if (!ap || !ap[0] || !strcmp(ap, "NOTSET")) a->auto_pad = AUTO_PAD_NOTSET;
     else if (!strcmp(ap, "SAME_UPPER")) a->auto_pad = AUTO_PAD_SAME_UPPER;
@@ -183,9 +207,21 @@ static kiln_status attrs_read(const kiln_node *node, conv_attrs *a, kiln_err *er
         if ((s = read_ints(node, "output_padding", MAX_SP, 0, a->outpad, &a->n_outpad, err))) return s;
         a->has_outshape = kiln__attr_ints(node, "output_shape", &os) > 0;
     }
+    return KILN_OK;
+}
+
+static kiln_status attrs_read(const kiln_node *node, conv_attrs *a, kiln_err *err)
+{
+    memset(a, 0, sizeof *a);
+    if (!strcmp(node->op_type, "ConvTranspose")) a->kind = KIND_CONVT;
+    else if (!strcmp(node->op_type, "FusedConv")) a->kind = KIND_FUSED;
+    else a->kind = KIND_CONV;
+    kiln_status s = node->params ? attrs_from_params(node, node->params, a, err) : attrs_from_node(node, a, err);
+    if (s) return s;
     a->act = ACT_NONE;
     a->out_scale = 1.0f;
     a->z_scale = 1.0f;
+    /* FusedConv's epilogue comes from its attributes (its params struct is private to ops_fused.c). */
     if (a->kind == KIND_FUSED) {
         const char *act = kiln__attr_string(node, "activation", "");
         a->act = act_code(act);

@@ -35,7 +35,7 @@ __device__ __forceinline__ float act_fn(float x, float a, float b, float slope)
     case ACT_PRELU: return x < 0.f ? slope * x : x;
     case ACT_SIGMOID: return 1.f / (1.f + expf(-x));
     case ACT_TANH: return tanhf(x);
-    case ACT_CLIP: return fminf(fmaxf(x, a), b);
+    case ACT_CLIP: return x < a ? a : x > b ? b : x; /* NaN passes through, as on the CPU */
     default: return x;
     }
 }

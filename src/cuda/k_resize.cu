@@ -278,14 +278,25 @@ struct Div64 {
 __device__ __forceinline__ uint32_t dval(const FastDiv &f) { return f.d; }
 __device__ __forceinline__ int64_t dval(const Div64 &f) { return f.d; }
 
+enum { VEC = 4 }; /* outputs per thread along the innermost axis */
+
 /*
- * Output axes in memory order (outermost first). Resized axes have input
- * stride 0 in xs; slot s (< nres) is the resized axis at position pos[s],
- * whose coordinate is (i / inner[s]) % dim[pos[s]].
+ * The output walked in memory order: the innermost axis (din outputs, cut
+ * into chunks of `vec`) and the outer axes (outermost first), whose
+ * coordinates come from the row number. Resized outer axes have input stride
+ * 0 in xs; outer slot s is a resized outer axis, its coordinate
+ * (row / inner[s]) % sdim[s]. The innermost axis reads its own taps when
+ * resized (tin / win, kin per output).
  */
 template <class I, class D> struct Geo {
-    int rank, nres;
-    I n;
+    int rank, nres; /* outer axes; resized outer axes */
+    int vec;
+    I nt;           /* threads: rows * chunks */
+    D chunks;       /* chunks per row */
+    I din, xs_in, ys_in;
+    int in_res, kin;
+    const int *tin;
+    const float *win;
     D dim[KRS_MAXR];
     I xs[KRS_MAXR], ys[KRS_MAXR];
     D inner[KRS_MAXR];
@@ -296,100 +307,147 @@ template <class I, class D> struct Geo {
     const float *tw[KRS_MAXR];
 };
 
-template <class I, class D> __device__ __forceinline__ void offsets(const Geo<I, D> &g, I i, I &xo, I &yo)
+/* Input and output offsets of a row's first element (outer axes only). */
+template <class I, class D> __device__ __forceinline__ void offsets(const Geo<I, D> &g, I row, I &xo, I &yo)
 {
     xo = 0;
     yo = 0;
     for (int k = g.rank - 1; k >= 0; k--) {
-        I q = k > 0 ? (I)g.dim[k].div(i) : 0, c = i - q * (I)dval(g.dim[k]);
-        i = q;
+        I q = k > 0 ? (I)g.dim[k].div(row) : 0, c = row - q * (I)dval(g.dim[k]);
+        row = q;
         xo += c * g.xs[k];
         yo += c * g.ys[k];
     }
 }
 
-template <class I, class D> __device__ __forceinline__ I slot_coord(const Geo<I, D> &g, int s, I i)
+template <class I, class D> __device__ __forceinline__ I slot_coord(const Geo<I, D> &g, int s, I row)
 {
-    I q = (I)g.inner[s].div(i);
+    I q = (I)g.inner[s].div(row);
     return q - (I)g.sdim[s].div(q) * (I)dval(g.sdim[s]);
+}
+
+/* Row and first innermost coordinate of thread item t. */
+template <class I, class D> __device__ __forceinline__ void split(const Geo<I, D> &g, I t, I &row, I &c0)
+{
+    row = (I)g.chunks.div(t);
+    c0 = (t - row * (I)dval(g.chunks)) * (I)g.vec;
 }
 
 template <class S, class I, class D>
 __global__ void __launch_bounds__(THREADS) k_nearest(const S *__restrict__ x, S *__restrict__ y, Geo<I, D> g, S extrap)
 {
-    for (I i = (I)blockIdx.x * THREADS + threadIdx.x; i < g.n; i += (I)gridDim.x * THREADS) {
-        I xo, yo;
-        offsets(g, i, xo, yo);
+    for (I t = (I)blockIdx.x * THREADS + threadIdx.x; t < g.nt; t += (I)gridDim.x * THREADS) {
+        I row, c0, xo, yo;
+        split(g, t, row, c0);
+        offsets(g, row, xo, yo);
         bool out = false;
         for (int s = 0; s < g.nres; s++) {
-            int t = g.tidx[s][(int64_t)slot_coord(g, s, i) * g.K[s]];
-            out |= t < 0;
-            xo += (I)(t < 0 ? 0 : t) * g.rxs[s];
+            int ti = g.tidx[s][(int64_t)slot_coord(g, s, row) * g.K[s]];
+            out |= ti < 0;
+            xo += (I)(ti < 0 ? 0 : ti) * g.rxs[s];
         }
-        y[yo] = out ? extrap : x[xo];
+        for (int v = 0; v < g.vec; v++) {
+            I c = c0 + (I)v;
+            if (c >= g.din) break;
+            I xv = xo;
+            bool o = out;
+            if (g.in_res) {
+                int ti = g.tin[c];
+                o |= ti < 0;
+                xv += (I)(ti < 0 ? 0 : ti) * g.xs_in;
+            } else {
+                xv += c * g.xs_in;
+            }
+            y[yo + c * g.ys_in] = o ? extrap : x[xv];
+        }
     }
 }
 
-/* NR resized axes (1 or 2; 0: any number, through an odometer). */
-template <class T, int NR, class I, class D>
+/* Weighted taps of the innermost axis at coordinate c, from input offset base. */
+template <class T, bool IR, class I, class D>
+__device__ __forceinline__ float inner_sum(const T *__restrict__ x, const Geo<I, D> &g, I base, I c)
+{
+    if (!IR) return tof(x[base + c * g.xs_in]);
+    const int *ti = g.tin + (int64_t)c * g.kin;
+    const float *tw = g.win + (int64_t)c * g.kin;
+    float a = 0.f;
+    for (int k = 0; k < g.kin; k++) {
+        float w = tw[k];
+        if (w != 0.f) a += w * tof(x[base + (I)ti[k] * g.xs_in]);
+    }
+    return a;
+}
+
+/* NRO resized outer axes (0, 1 or 2; -1: any number, through an odometer); IR: the innermost axis is resized. */
+template <class T, int NRO, bool IR, class I, class D>
 __global__ void __launch_bounds__(THREADS) k_filter(const T *__restrict__ x, T *__restrict__ y, Geo<I, D> g, float extrap)
 {
-    for (I i = (I)blockIdx.x * THREADS + threadIdx.x; i < g.n; i += (I)gridDim.x * THREADS) {
-        I xo, yo;
-        offsets(g, i, xo, yo);
-        float acc = 0.f;
+    for (I t = (I)blockIdx.x * THREADS + threadIdx.x; t < g.nt; t += (I)gridDim.x * THREADS) {
+        I row, c0, xo, yo;
+        split(g, t, row, c0);
+        offsets(g, row, xo, yo);
+        int64_t r0 = 0, r1 = 0;
         bool out = false;
-        if (NR == 1 || NR == 2) {
-            int64_t r0 = (int64_t)slot_coord(g, 0, i) * g.K[0];
-            const int *i0 = g.tidx[0] + r0;
-            const float *w0 = g.tw[0] + r0;
-            const int *i1 = NULL;
-            const float *w1 = NULL;
-            if (NR == 2) {
-                int64_t r1 = (int64_t)slot_coord(g, 1, i) * g.K[1];
-                i1 = g.tidx[1] + r1;
-                w1 = g.tw[1] + r1;
-                out = i1[0] < 0;
+        if (NRO >= 1) {
+            r0 = (int64_t)slot_coord(g, 0, row) * g.K[0];
+            out |= g.tidx[0][r0] < 0;
+        }
+        if (NRO >= 2) {
+            r1 = (int64_t)slot_coord(g, 1, row) * g.K[1];
+            out |= g.tidx[1][r1] < 0;
+        }
+        int64_t rows[KRS_MAXR];
+        if (NRO < 0)
+            for (int s = 0; s < g.nres; s++) {
+                rows[s] = (int64_t)slot_coord(g, s, row) * g.K[s];
+                out |= g.tidx[s][rows[s]] < 0;
             }
-            out |= i0[0] < 0;
-            if (!out) {
+        for (int v = 0; v < g.vec; v++) {
+            I c = c0 + (I)v;
+            if (c >= g.din) break;
+            bool o = out || (IR && g.tin[(int64_t)c * g.kin] < 0);
+            float acc = 0.f;
+            if (o) {
+                acc = extrap;
+            } else if (NRO == 0) {
+                acc = inner_sum<T, IR>(x, g, xo, c);
+            } else if (NRO == 1 || NRO == 2) {
+                const int *i0 = g.tidx[0] + r0;
+                const float *w0 = g.tw[0] + r0;
                 for (int a = 0; a < g.K[0]; a++) {
                     float wa = w0[a];
                     if (wa == 0.f) continue;
                     I oa = xo + (I)i0[a] * g.rxs[0];
-                    /* NR == 1: one pass with weight 1 along a second, absent axis. */
-                    int kb = NR == 2 ? g.K[1] : 1;
+                    /* NRO == 1: a single pass along an absent second axis. */
+                    int kb = NRO == 2 ? g.K[NRO - 1] : 1;
                     for (int b = 0; b < kb; b++) {
-                        float wb = NR == 2 ? w1[b] : 1.f;
-                        if (wb != 0.f) acc += wa * wb * tof(x[NR == 2 ? oa + (I)i1[b] * g.rxs[1] : oa]);
+                        float wb = NRO == 2 ? g.tw[NRO - 1][r1 + b] : 1.f;
+                        if (wb == 0.f) continue;
+                        I ob = NRO == 2 ? oa + (I)g.tidx[NRO - 1][r1 + b] * g.rxs[NRO - 1] : oa;
+                        acc += wa * wb * inner_sum<T, IR>(x, g, ob, c);
                     }
                 }
-            }
-        } else {
-            int64_t row[KRS_MAXR];
-            int cnt[KRS_MAXR];
-            for (int s = 0; s < g.nres; s++) {
-                row[s] = (int64_t)slot_coord(g, s, i) * g.K[s];
-                cnt[s] = 0;
-                out |= g.tidx[s][row[s]] < 0;
-            }
-            while (!out) {
-                float w = 1.f;
-                I off = xo;
-                for (int s = 0; s < g.nres; s++) {
-                    w *= g.tw[s][row[s] + cnt[s]];
-                    off += (I)g.tidx[s][row[s] + cnt[s]] * g.rxs[s];
+            } else {
+                int cnt[KRS_MAXR];
+                for (int s = 0; s < g.nres; s++) cnt[s] = 0;
+                for (;;) {
+                    float w = 1.f;
+                    I off = xo;
+                    for (int s = 0; s < g.nres; s++) {
+                        w *= g.tw[s][rows[s] + cnt[s]];
+                        off += (I)g.tidx[s][rows[s] + cnt[s]] * g.rxs[s];
+                    }
+                    if (w != 0.f) acc += w * inner_sum<T, IR>(x, g, off, c);
+                    int s = g.nres - 1;
+                    for (; s >= 0; s--) {
+                        if (++cnt[s] < g.K[s]) break;
+                        cnt[s] = 0;
+                    }
+                    if (s < 0) break;
                 }
-                if (w != 0.f) acc += w * tof(x[off]);
-                int s = g.nres - 1;
-                for (; s >= 0; s--) {
-                    if (++cnt[s] < g.K[s]) break;
-                    cnt[s] = 0;
-                }
-                if (s < 0) break;
             }
+            y[yo + c * g.ys_in] = fromf<T>(acc);
         }
-        y[yo] = fromf<T>(out ? extrap : acc);
     }
 }
 
@@ -421,21 +479,33 @@ template <> Div64 mkdiv<int64_t, Div64>(int64_t d)
     return v;
 }
 
+/* ord: the output axes walked (size > 1 or resized), outermost first; rank >= 1. */
 template <class I, class D>
 static void build_geo(const krs_args *a, const int *ord, int rank, int **tidx, float **tw, Geo<I, D> &g)
 {
     memset(&g, 0, sizeof g);
-    g.rank = rank;
-    int64_t n = 1;
-    for (int k = 0; k < rank; k++) n *= a->ax[ord[k]].out_len;
-    g.n = (I)n;
-    int64_t inner = 1;
-    int slot_of[KRS_MAXR];
-    /* Slots numbered from the outermost resized axis. */
-    int ns = 0;
-    for (int k = 0; k < rank; k++) slot_of[k] = a->ax[ord[k]].resized ? ns++ : -1;
+    const int last = ord[rank - 1];
+    const krs_axis *in = &a->ax[last];
+    g.din = (I)in->out_len;
+    g.vec = in->out_len >= VEC ? VEC : 1;
+    g.ys_in = (I)a->ystr[last];
+    g.xs_in = (I)a->xstr[last];
+    g.in_res = in->resized;
+    g.kin = in->taps;
+    g.tin = tidx[last];
+    g.win = tw[last];
+    int64_t chunks = (in->out_len + g.vec - 1) / g.vec, rows = 1;
+    g.rank = rank - 1;
+    int slot_of[KRS_MAXR], ns = 0;
+    for (int k = 0; k < g.rank; k++) {
+        slot_of[k] = a->ax[ord[k]].resized ? ns++ : -1;
+        rows *= a->ax[ord[k]].out_len;
+    }
     g.nres = ns;
-    for (int k = rank - 1; k >= 0; k--) {
+    g.chunks = mkdiv<I, D>(chunks);
+    g.nt = (I)(rows * chunks);
+    int64_t inner = 1;
+    for (int k = g.rank - 1; k >= 0; k--) {
         const krs_axis *x = &a->ax[ord[k]];
         g.dim[k] = mkdiv<I, D>(x->out_len);
         g.ys[k] = (I)a->ystr[ord[k]];
@@ -453,10 +523,30 @@ static void build_geo(const krs_args *a, const int *ord, int rank, int **tidx, f
     }
 }
 
+template <class T, int NRO, class I, class D>
+static void launch_filter(const krs_args *a, const Geo<I, D> &g, unsigned b, cudaStream_t st)
+{
+    const T *x = (const T *)a->x;
+    T *y = (T *)a->y;
+    if (g.in_res) k_filter<T, NRO, true, I, D><<<b, THREADS, 0, st>>>(x, y, g, a->extrapolation);
+    else k_filter<T, NRO, false, I, D><<<b, THREADS, 0, st>>>(x, y, g, a->extrapolation);
+}
+
+template <class T, class I, class D>
+static void launch_filter_t(const krs_args *a, const Geo<I, D> &g, unsigned b, cudaStream_t st)
+{
+    switch (g.nres) {
+    case 0: launch_filter<T, 0>(a, g, b, st); break;
+    case 1: launch_filter<T, 1>(a, g, b, st); break;
+    case 2: launch_filter<T, 2>(a, g, b, st); break;
+    default: launch_filter<T, -1>(a, g, b, st); break;
+    }
+}
+
 template <class I, class D>
 static void launch_main(const krs_args *a, const Geo<I, D> &g, cudaStream_t st)
 {
-    unsigned b = blocks_for((int64_t)g.n);
+    unsigned b = blocks_for((int64_t)g.nt);
     if (a->mode == KRS_NEAREST) {
         switch (a->es) {
         case 1: k_nearest<uint8_t, I, D><<<b, THREADS, 0, st>>>((const uint8_t *)a->x, (uint8_t *)a->y, g, (uint8_t)a->extrap_bits); break;
@@ -466,20 +556,8 @@ static void launch_main(const krs_args *a, const Geo<I, D> &g, cudaStream_t st)
         }
         return;
     }
-    float e = a->extrapolation;
-    if (a->dt == KILN_DT_FLOAT) {
-        const float *x = (const float *)a->x;
-        float *y = (float *)a->y;
-        if (g.nres == 1) k_filter<float, 1, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-        else if (g.nres == 2) k_filter<float, 2, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-        else k_filter<float, 0, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-    } else {
-        const __half *x = (const __half *)a->x;
-        __half *y = (__half *)a->y;
-        if (g.nres == 1) k_filter<__half, 1, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-        else if (g.nres == 2) k_filter<__half, 2, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-        else k_filter<__half, 0, I, D><<<b, THREADS, 0, st>>>(x, y, g, e);
-    }
+    if (a->dt == KILN_DT_FLOAT) launch_filter_t<float>(a, g, b, st);
+    else launch_filter_t<__half>(a, g, b, st);
 }
 
 /* ---- GridSample ---- */
@@ -690,6 +768,7 @@ extern "C" int kiln__krs_resize(const krs_args *a, void *stream)
     int ord[KRS_MAXR], rank = 0;
     for (int i = 0; i < a->rank; i++)
         if (a->ax[i].out_len != 1 || a->ax[i].resized) ord[rank++] = i;
+    if (rank == 0) ord[rank++] = a->rank - 1; /* a single element: walk one axis of 1 */
     for (int i = 1; i < rank; i++)
         for (int j = i; j > 0 && a->ystr[ord[j]] > a->ystr[ord[j - 1]]; j--) {
             int t = ord[j];
