@@ -3,6 +3,7 @@
 # reference, whole-model engine tests, logs under $OUT, a short table last.
 set -u
 B=.device/bin
+export LD_LIBRARY_PATH="$(pwd)/.device/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 S=.device/shared
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"

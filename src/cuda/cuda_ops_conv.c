@@ -87,8 +87,10 @@ typedef struct conv_state {
     conv_attrs a;
     kiln_dtype dt;
     /* Prepared constants (ptr NULL when the input is not constant). W keeps
-     * ONNX dim order with the strides of its format (w_fmt). */
-    kiln_cuda_tensor w, b, s;
+     * ONNX dim order with the strides of its format (w_fmt); a constant X or
+     * residual Z (rare: the runtime uploads no constant of an op that has
+     * prepare) is kept row-major. */
+    kiln_cuda_tensor w, b, s, x, z;
     int w_fmt;
     /* Descriptors and the algorithm cache are shared by every context that
      * runs this engine, so each use holds the mutex. */
@@ -311,6 +313,8 @@ static void state_fini(conv_state *st)
     if (st->w.ptr) kiln__gpu_free(st->w.ptr);
     if (st->b.ptr) kiln__gpu_free(st->b.ptr);
     if (st->s.ptr) kiln__gpu_free(st->s.ptr);
+    if (st->x.ptr) kiln__gpu_free(st->x.ptr);
+    if (st->z.ptr) kiln__gpu_free(st->z.ptr);
     if (st->mu_ok) pthread_mutex_destroy(&st->mu);
     memset(st, 0, sizeof *st);
 }
@@ -411,11 +415,14 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
     const kiln_value *w = node->n_in > 1 ? host[1] : NULL;
     const kiln_value *b = node->n_in > 2 ? host[2] : NULL;
     const kiln_value *sl = st->a.kind == KIND_FUSED && node->n_in > 3 ? host[3] : NULL;
+    const kiln_value *x = host[0], *z = st->a.kind == KIND_FUSED && node->n_in > 4 ? host[4] : NULL;
     if (w && w->data) {
         st->w_fmt = layout == KILN_LAYOUT_NHWC && w->shape.rank == 4 ? FMT_NHWC : FMT_NCHW;
         s = upload(node, w, dt, st->w_fmt, &st->w, err);
     }
     if (!s && b && b->data) s = upload(node, b, dt, FMT_NCHW, &st->b, err);
+    if (!s && x && x->data) s = upload(node, x, dt, FMT_NCHW, &st->x, err);
+    if (!s && z && z->data) s = upload(node, z, dt, FMT_NCHW, &st->z, err);
     if (!s && sl && sl->data) {
         s = upload(node, sl, dt, FMT_NCHW, &st->s, err);
         if (!s) {
@@ -494,9 +501,9 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
     const conv_attrs *a = &st->a;
     kiln_status s;
     memset(p, 0, sizeof *p);
-    if (node->n_in < 2 || node->n_out < 1 || !l->in[0].ptr || (!st->w.ptr && !l->in[1].ptr))
+    if (node->n_in < 2 || node->n_out < 1 || (!st->x.ptr && !l->in[0].ptr) || (!st->w.ptr && !l->in[1].ptr))
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): X and W are required", node->name, node->op_type);
-    const kiln_cuda_tensor *X = &l->in[0], *W = st->w.ptr ? &st->w : &l->in[1], *Y = &l->out[0];
+    const kiln_cuda_tensor *X = st->x.ptr ? &st->x : &l->in[0], *W = st->w.ptr ? &st->w : &l->in[1], *Y = &l->out[0];
     kiln_dtype dt = X->dtype;
     if (dt != KILN_DT_FLOAT && dt != KILN_DT_FLOAT16)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): type %s is not supported on the GPU", node->name,
@@ -632,8 +639,8 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
             if ((s = channel_vector(node, S, m, "S", dt, &p->s, err))) return s;
             p->has_s = true;
         }
-        if (node->n_in > 4 && l->in[4].ptr) {
-            const kiln_cuda_tensor *Z = &l->in[4];
+        const kiln_cuda_tensor *Z = st->z.ptr ? &st->z : node->n_in > 4 && l->in[4].ptr ? &l->in[4] : NULL;
+        if (Z) {
             if (Z->dtype != dt || Z->rank != r)
                 return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (FusedConv): Z is %s rank %d, Y is %s rank %d",
                                   node->name, kiln_dtype_name(Z->dtype), Z->rank, kiln_dtype_name(dt), r);

@@ -16,6 +16,7 @@
  */
 #include "cuda_backend.h"
 #include "gpu.h"
+#include "../ir/ops_matmul.h"
 #include <cublasLt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -371,10 +372,11 @@ static kiln_status gather(const kiln_cuda_launch *l, const mm_state *st, mm_laun
                           kiln_dtype_name(L->dt), kiln_dtype_name(L->b.dtype), kiln_dtype_name(L->d.dtype));
     L->alpha = 1.0f;
     if (L->op == OP_GEMM) {
-        L->alpha = attr_num(node, "alpha", 1.0f);
-        L->beta = attr_num(node, "beta", 1.0f);
-        L->trans_a = kiln__attr_int(node, "transA", 0) != 0;
-        L->trans_b = kiln__attr_int(node, "transB", 0) != 0;
+        const kiln_gemm_params *gp = node->params;
+        L->alpha = gp ? gp->alpha : attr_num(node, "alpha", 1.0f);
+        L->beta = gp ? gp->beta : attr_num(node, "beta", 1.0f);
+        L->trans_a = gp ? gp->trans_a : kiln__attr_int(node, "transA", 0) != 0;
+        L->trans_b = gp ? gp->trans_b : kiln__attr_int(node, "transB", 0) != 0;
         if (in[2] && L->beta != 0.0f) {
             L->c = *in[2];
             L->has_c = true;

@@ -592,7 +592,7 @@ static kiln_status launch_gather_elements(const kiln_cuda_launch *l, kiln_err *e
     kiln_status st = data_size(l, &l->in[0], &l->out[0], &es, err);
     if (st) return st;
     const kiln_cuda_tensor *x = &l->in[0], *ix = &l->in[1], *y = &l->out[0];
-    int R = x->rank, axis;
+    int R = x->rank, axis = 0;
     if ((st = norm_axis(l, R, &axis, err))) return st;
     if (ix->rank != R || y->rank != R) return internal(l, "rank", err);
     int64_t s[KILN_MAX_DIMS];

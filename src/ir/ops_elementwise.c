@@ -333,7 +333,7 @@ static void propagate_symval(int op, int nin, const kiln_value *const *in, kiln_
     }
     kiln_dim r[KILN_SYMVAL_MAX];
     for (int k = 0; k < n; k++) {
-        kiln_dim x[3];
+        kiln_dim x[3] = {{0}, {0}, {0}};
         for (int i = 0; i < nin; i++) x[i] = v[i].v[v[i].n == 1 ? 0 : k];
         if (op == '?') {
             if (kiln__dim_is_const(x[0])) r[k] = x[0].add ? x[1] : x[2];

@@ -35,7 +35,7 @@ static kiln_status parse_mode(const kiln_node *node, kiln_resize_params *p, kiln
 {
     /* Upsample-1 spells linear "bilinear"; accept it everywhere. */
     static const char *const modes[] = {"nearest", "linear", "cubic", "bilinear"};
-    int m;
+    int m = 0;
     kiln_status s = pick(node, "mode", "nearest", modes, 4, &m, err);
     if (s) return s;
     p->mode = m == 3 ? KILN_RESIZE_LINEAR : (kiln_resize_mode)m;
@@ -80,7 +80,7 @@ static kiln_status resize_parse(const kiln_node *node, void *params, kiln_err *e
     }
     static const char *const ctms[] = {"half_pixel",  "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                                        "asymmetric",  "tf_half_pixel_for_nn", "tf_crop_and_resize"};
-    int v;
+    int v = 0;
     if ((s = pick(node, "coordinate_transformation_mode", "half_pixel", ctms, 7, &v, err))) return s;
     p->ctm = (kiln_resize_ctm)v;
     static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};

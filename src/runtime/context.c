@@ -816,7 +816,11 @@ kiln_dtype kiln_context_get_dtype(kiln_context *ctx, const char *name)
 {
     if (!ctx || !name) return KILN_DT_UNDEFINED;
     int t = kiln__net_find_tensor(ctx->net, name);
-    return t < 0 ? KILN_DT_UNDEFINED : ctx->net->tensors[t].v.dtype;
+    if (t < 0) return KILN_DT_UNDEFINED;
+    kiln_err err = {{0}};
+    if (!ctx->resolved && ctx->net->tensors[t].v.dtype == KILN_DT_UNDEFINED && kiln__context_resolve_shapes(ctx, &err) == KILN_OK)
+        return ctx->vals[t].dtype;
+    return ctx->resolved ? ctx->vals[t].dtype : ctx->net->tensors[t].v.dtype;
 }
 
 kiln_status kiln_context_set_profiling(kiln_context *ctx, int on)

@@ -127,6 +127,11 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out)
             s = mismatch(&err, path, "CUDA runtime", a, b);
         }
     }
+    /* types and shapes of activations (the file keeps only the graph) */
+    if (!s) {
+        kiln_err ierr = {{0}};
+        kiln__net_infer_shapes(eng->net, &ierr);
+    }
     if (!s) s = kiln__engine_prepare(eng, &err);
     if (s) {
         kiln__set_last_error(err.msg);

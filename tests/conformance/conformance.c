@@ -183,16 +183,36 @@ static kiln_status run_on_gpu(kiln_network *net, int n_in, kiln_host_tensor *in,
     kiln_err err = {{0}};
     void *stream = NULL;
     void *dev[64] = {0};
+    /* Values that decide shapes (Resize scales, Reshape shape, Pad pads, axes...) must be known when
+     * the engine is built, as TensorRT requires too: small inputs read at a position other than 0
+     * become constants with the case's values. */
+    char names[64][256];
+    bool as_const[64] = {false};
+    if (n_in > 64) return KILN_ERR_LIMIT;
+    for (int i = 0; i < n_in; i++) snprintf(names[i], sizeof names[i], "%s", kiln_network_input_name(net, i));
+    for (int i = 0; i < n_in; i++) {
+        int t = kiln__net_find_tensor(net, names[i]);
+        if (kiln_host_tensor_numel(&in[i]) > 64) continue;
+        for (int k = 0; k < net->n_nodes && !as_const[i]; k++)
+            for (int j = 1; j < net->nodes[k].n_in; j++)
+                if (net->nodes[k].in[j] == t) as_const[i] = true;
+    }
+    for (int i = 0; i < n_in; i++)
+        if (as_const[i] && kiln_network_add_constant(net, names[i], in[i].dtype, in[i].rank, in[i].dims, in[i].data, in[i].nbytes)) {
+            snprintf(msg, len, "making input '%s' a constant: %s", names[i], kiln_network_last_error(net));
+            return KILN_ERR_INTERNAL;
+        }
     kiln_status s = kiln_builder_config_create(&cfg);
     if (!s) s = kiln_builder_config_set_precision(cfg, KILN_PREC_FP32);
     for (int i = 0; i < n_in && !s; i++)
-        s = kiln_builder_config_set_shape_range(cfg, kiln_network_input_name(net, i), in[i].rank, in[i].dims, in[i].dims, in[i].dims);
+        if (!as_const[i]) s = kiln_builder_config_set_shape_range(cfg, names[i], in[i].rank, in[i].dims, in[i].dims, in[i].dims);
     if (!s && (s = kiln_build(net, cfg, &eng))) snprintf(msg, len, "build: %s", kiln_last_error());
     if (!s && (s = kiln_context_create(eng, &ctx))) snprintf(msg, len, "context: %s", kiln_last_error());
     if (!s && n_in + n_out > 64) s = KILN_ERR_LIMIT;
     if (!s) s = kiln__gpu_stream_create(&stream, &err);
     for (int i = 0; i < n_in && !s; i++) {
-        const char *name = kiln_network_input_name(net, i);
+        const char *name = names[i];
+        if (as_const[i]) continue;
         s = kiln_context_set_input_shape(ctx, name, in[i].rank, in[i].dims);
         if (!s) s = kiln__gpu_malloc(&dev[i], in[i].nbytes + 16, &err);
         if (!s) s = kiln__gpu_memcpy_h2d(dev[i], in[i].data, in[i].nbytes, stream, &err);
