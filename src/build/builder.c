@@ -274,15 +274,7 @@ static kiln_status time_tactics(kiln_engine *eng, const kiln_builder_config *cfg
         if (!op->tactic_count) continue;
         kiln_cuda_tensor din[64], dout[64];
         const kiln_value *host[64];
-        for (int j = 0; j < nd->n_in; j++) {
-            memset(&din[j], 0, sizeof din[j]);
-            if (st->in_reps[j] >= 0) din[j] = ctx->reps[st->in_reps[j]].t;
-            host[j] = nd->in[j] >= 0 && ctx->host_known[nd->in[j]] ? &ctx->vals[nd->in[j]] : NULL;
-        }
-        for (int j = 0; j < nd->n_out; j++) {
-            memset(&dout[j], 0, sizeof dout[j]);
-            if (st->out_reps[j] >= 0) dout[j] = ctx->reps[st->out_reps[j]].t;
-        }
+        kiln__context_step_tensors(ctx, st, din, dout, host);
         kiln_cuda_exec ex = ctx->ex;
         kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout, .state = eng->state[st->node], .ex = &ex};
         int n_tactics = op->tactic_count(&l);

@@ -495,13 +495,19 @@ static int choose_format(const conv_plan *p, int w_pref)
     return score[FMT_NHWC] > score[FMT_NCHW] ? FMT_NHWC : FMT_NCHW;
 }
 
+/* Whether optional input i is given (device addresses may not be bound yet when
+ * the runtime asks for the workspace, so presence comes from the graph). */
+static bool present(const kiln_node *node, int i) { return node->n_in > i && node->in[i] >= 0; }
+
+/* The launch's geometry from dims and strides alone: pointers are not needed
+ * (nor checked) here, so tactic_count and workspace work before binding. */
 static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, conv_plan *p, kiln_err *err)
 {
     const kiln_node *node = l->node;
     const conv_attrs *a = &st->a;
     kiln_status s;
     memset(p, 0, sizeof *p);
-    if (node->n_in < 2 || node->n_out < 1 || (!st->x.ptr && !l->in[0].ptr) || (!st->w.ptr && !l->in[1].ptr))
+    if (node->n_in < 2 || node->n_out < 1 || node->in[0] < 0 || node->in[1] < 0)
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): X and W are required", node->name, node->op_type);
     const kiln_cuda_tensor *X = st->x.ptr ? &st->x : &l->in[0], *W = st->w.ptr ? &st->w : &l->in[1], *Y = &l->out[0];
     kiln_dtype dt = X->dtype;
@@ -622,7 +628,7 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
     p->wbytes = p->wpack ? (size_t)numel_of(&p->wc) * es : 0;
 
     /* Bias, PReLU slope, residual. */
-    const kiln_cuda_tensor *B = st->b.ptr ? &st->b : node->n_in > 2 && l->in[2].ptr ? &l->in[2] : NULL;
+    const kiln_cuda_tensor *B = st->b.ptr ? &st->b : present(node, 2) ? &l->in[2] : NULL;
     if (B) {
         if ((s = channel_vector(node, B, m, "B", dt, &p->b, err))) return s;
         if (p->b.dims[0] != m)
@@ -631,7 +637,7 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
         p->has_b = true;
     }
     if (a->kind == KIND_FUSED) {
-        const kiln_cuda_tensor *S = st->s.ptr ? &st->s : node->n_in > 3 && l->in[3].ptr ? &l->in[3] : NULL;
+        const kiln_cuda_tensor *S = st->s.ptr ? &st->s : present(node, 3) ? &l->in[3] : NULL;
         if (a->act == ACT_PRELU) {
             if (!S)
                 return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (FusedConv): PRelu needs the slope input S",
@@ -639,7 +645,7 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
             if ((s = channel_vector(node, S, m, "S", dt, &p->s, err))) return s;
             p->has_s = true;
         }
-        const kiln_cuda_tensor *Z = st->z.ptr ? &st->z : node->n_in > 4 && l->in[4].ptr ? &l->in[4] : NULL;
+        const kiln_cuda_tensor *Z = st->z.ptr ? &st->z : present(node, 4) ? &l->in[4] : NULL;
         if (Z) {
             if (Z->dtype != dt || Z->rank != r)
                 return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (FusedConv): Z is %s rank %d, Y is %s rank %d",
@@ -652,7 +658,7 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
             p->has_z = true;
             /* A residual in Y's own buffer would be overwritten by the convolution
              * before the epilogue reads it: convolve into a temporary instead. */
-            if (Z->ptr == Y->ptr && !p->ytemp) {
+            if (Z->ptr && Z->ptr == Y->ptr && !p->ytemp) {
                 p->ytemp = true;
                 p->ybytes = (size_t)numel_of(&p->yc) * es;
             }
@@ -942,6 +948,9 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, conv_state *st, kiln
     const algo_list *al = NULL;
     kiln_status s = plan_and_algos(l, st, &p, &al, err);
     if (s || p.empty) return s;
+    if (!p.x.ptr || !p.w.ptr || !p.y.ptr || (p.has_b && !p.b.ptr) || (p.has_s && !p.s.ptr) || (p.has_z && !p.z.ptr))
+        return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): an input or output has no device address",
+                          node->name, node->op_type);
     size_t packs = packs_bytes(&p);
     if (packs > l->ex->workspace_bytes || (packs && !l->ex->workspace))
         return kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): needs %zu bytes of workspace for copies, has %zu",

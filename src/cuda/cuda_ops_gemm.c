@@ -354,8 +354,10 @@ static kiln_status gather(const kiln_cuda_launch *l, const mm_state *st, mm_laun
     L->op = !strcmp(node->op_type, "Gemm") ? OP_GEMM : OP_MATMUL;
     const kiln_cuda_tensor *in[3] = {NULL, NULL, NULL};
     for (int i = 0; i < node->n_in && i < 3; i++) {
-        if (st && (st->c[i].ptr || (st->c[i].rank > 0 && numel_of(&st->c[i]) == 0))) in[i] = &st->c[i];
-        else if (l->in[i].ptr || (l->in[i].rank > 0 && numel_of(&l->in[i]) == 0)) in[i] = &l->in[i];
+        /* Presence comes from the graph: addresses may not be bound yet when the
+         * runtime asks for the workspace. */
+        if (node->in[i] < 0) continue;
+        in[i] = st && (st->c[i].ptr || (st->c[i].rank > 0 && numel_of(&st->c[i]) == 0)) ? &st->c[i] : &l->in[i];
     }
     if (!in[0] || !in[1] || node->n_out < 1)
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): A and B are required", node->name,
@@ -694,6 +696,9 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, mm_state *st, kiln_e
     mm_launch L;
     kiln_status s = gather(l, st, &L, err);
     if (s || L.empty) return s;
+    if (!L.d.ptr || (!L.k_zero && (!L.a.ptr || !L.b.ptr)) || (L.has_c && !L.c.ptr))
+        return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): an input or output has no device address",
+                          node->name, node->op_type);
     if (L.k_zero) {
         /* No products: D = beta * C, or zeros. */
         return fill_c(l, &L, &L.d, L.beta, err);

@@ -153,7 +153,7 @@ static kiln_status fill_io(const kiln_cuda_launch *l, uint32_t mask, bool keepdi
 
 static size_t reduce_workspace(const kiln_cuda_launch *l)
 {
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_err err;
     memset(&err, 0, sizeof err);
     if (reduce_mask(l, &mask, &err)) return 0;
@@ -163,7 +163,7 @@ static size_t reduce_workspace(const kiln_cuda_launch *l)
 static kiln_status launch_reduce(const kiln_cuda_launch *l, kiln_err *err)
 {
     const kiln_reduce_params *p = l->params;
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_status s = reduce_mask(l, &mask, err);
     if (s) return s;
     kiln_dtype dt = l->in[0].dtype;
@@ -198,7 +198,7 @@ static kiln_status arg_mask(const kiln_cuda_launch *l, uint32_t *mask, kiln_err 
 
 static size_t arg_workspace(const kiln_cuda_launch *l)
 {
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_err err;
     memset(&err, 0, sizeof err);
     if (arg_mask(l, &mask, &err)) return 0;
@@ -208,7 +208,7 @@ static size_t arg_workspace(const kiln_cuda_launch *l)
 static kiln_status launch_arg(const kiln_cuda_launch *l, kiln_err *err)
 {
     const kiln_reduce_params *p = l->params;
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_status s = arg_mask(l, &mask, err);
     if (s) return s;
     if (l->out[0].dtype != KILN_DT_INT64) return fail_internal(l, "output must be int64", err);
@@ -252,7 +252,7 @@ static int64_t cells(const kiln_cuda_tensor *t, uint32_t mask)
 
 static size_t softmax_workspace(const kiln_cuda_launch *l)
 {
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_err err;
     memset(&err, 0, sizeof err);
     if (softmax_mask(l, &mask, &err)) return 0;
@@ -262,7 +262,7 @@ static size_t softmax_workspace(const kiln_cuda_launch *l)
 static kiln_status launch_softmax(const kiln_cuda_launch *l, kiln_err *err)
 {
     const kiln_node *node = l->node;
-    uint32_t mask;
+    uint32_t mask = 0;
     kiln_status s = softmax_mask(l, &mask, err);
     if (s) return s;
     const kiln_cuda_tensor *x = &l->in[0], *y = &l->out[0];

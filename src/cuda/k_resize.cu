@@ -8,10 +8,11 @@
  * the tensor product of the axes' taps. A first small kernel per resized axis
  * computes its taps into the workspace in double, with the reference's exact
  * arithmetic (no fused multiply-adds, so nearest rounding and edge decisions
- * match bit for bit); the main kernel walks the output in memory order and
- * gathers (nearest: whole elements, any 1/2/4/8-byte type, bit-exact) or
- * sums weighted taps in fp32 (linear/cubic: FLOAT/FLOAT16). Axes whose taps
- * are the identity are not resampled.
+ * match bit for bit); the main kernel walks the output in memory order, four
+ * outputs of the innermost axis per thread (so the index arithmetic is paid
+ * once per four), and gathers (nearest: whole elements, any 1/2/4/8-byte
+ * type, bit-exact) or sums weighted taps in fp32 (linear/cubic:
+ * FLOAT/FLOAT16). Axes whose taps are the identity are not resampled.
  */
 #include "cuda_tensor.h"
 #include <cuda_fp16.h>

@@ -471,6 +471,30 @@ kiln_status kiln__context_resolve_shapes(kiln_context *ctx, kiln_err *err)
     return KILN_OK;
 }
 
+/* The tensors a step's launch sees: device views of its inputs (dims alone for values known only
+ * on the host), host values where known, device views of its outputs. */
+void kiln__context_step_tensors(const kiln_context *ctx, const kiln_step *st, kiln_cuda_tensor *din,
+                                kiln_cuda_tensor *dout, const kiln_value **host)
+{
+    const kiln_node *nd = &ctx->net->nodes[st->node];
+    for (int j = 0; j < nd->n_in; j++) {
+        int t = nd->in[j];
+        memset(&din[j], 0, sizeof din[j]);
+        if (st->in_reps[j] >= 0) din[j] = ctx->reps[st->in_reps[j]].t;
+        else if (t >= 0) {
+            din[j].dtype = ctx->vals[t].dtype;
+            din[j].rank = ctx->vals[t].shape.rank;
+            for (int d = 0; d < din[j].rank; d++) din[j].dims[d] = ctx->vals[t].shape.d[d].add;
+            kiln__cuda_strides(&din[j], KILN_LAYOUT_ROW_MAJOR);
+        }
+        host[j] = t >= 0 && ctx->host_known[t] ? &ctx->vals[t] : NULL;
+    }
+    for (int j = 0; j < nd->n_out; j++) {
+        memset(&dout[j], 0, sizeof dout[j]);
+        if (st->out_reps[j] >= 0) dout[j] = ctx->reps[st->out_reps[j]].t;
+    }
+}
+
 kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
 {
     kiln_engine *eng = ctx->eng;
@@ -611,15 +635,7 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         if (!op->workspace) continue;
         kiln_cuda_tensor din[64], dout[64];
         const kiln_value *host[64];
-        for (int j = 0; j < nd->n_in; j++) {
-            memset(&din[j], 0, sizeof din[j]);
-            if (st->in_reps[j] >= 0) din[j] = ctx->reps[st->in_reps[j]].t;
-            host[j] = nd->in[j] >= 0 && ctx->host_known[nd->in[j]] ? &ctx->vals[nd->in[j]] : NULL;
-        }
-        for (int j = 0; j < nd->n_out; j++) {
-            memset(&dout[j], 0, sizeof dout[j]);
-            if (st->out_reps[j] >= 0) dout[j] = ctx->reps[st->out_reps[j]].t;
-        }
+        kiln__context_step_tensors(ctx, st, din, dout, host);
         kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout,
                               .state = eng->state ? eng->state[st->node] : NULL, .tactic = eng->plan[st->node].tactic, .ex = &ctx->ex};
         st->workspace = op->workspace(&l);
@@ -700,23 +716,7 @@ static kiln_status run_step(kiln_context *ctx, kiln_step *st, void *stream, kiln
     const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
     kiln_cuda_tensor din[64], dout[64];
     const kiln_value *host[64];
-    for (int j = 0; j < nd->n_in; j++) {
-        memset(&din[j], 0, sizeof din[j]);
-        int t = nd->in[j];
-        if (st->in_reps[j] >= 0) din[j] = ctx->reps[st->in_reps[j]].t;
-        else if (t >= 0) {
-            /* known on the host only: dims/dtype without a pointer */
-            din[j].dtype = ctx->vals[t].dtype;
-            din[j].rank = ctx->vals[t].shape.rank;
-            for (int d = 0; d < din[j].rank; d++) din[j].dims[d] = ctx->vals[t].shape.d[d].add;
-            kiln__cuda_strides(&din[j], KILN_LAYOUT_ROW_MAJOR);
-        }
-        host[j] = t >= 0 && ctx->host_known[t] ? &ctx->vals[t] : NULL;
-    }
-    for (int j = 0; j < nd->n_out; j++) {
-        memset(&dout[j], 0, sizeof dout[j]);
-        if (st->out_reps[j] >= 0) dout[j] = ctx->reps[st->out_reps[j]].t;
-    }
+    kiln__context_step_tensors(ctx, st, din, dout, host);
     kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout,
                           .state = ctx->eng->state ? ctx->eng->state[st->node] : NULL, .tactic = ctx->eng->plan[st->node].tactic, .ex = &ctx->ex};
     return op->launch(&l, err);

@@ -71,6 +71,9 @@ struct kiln_context {
 kiln_status kiln__context_resolve_shapes(kiln_context *ctx, kiln_err *err);
 /* Resolves shapes and builds the step list for the bound input shapes. */
 kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err);
+/* The device tensors and host values a launch step sees (arrays of the node's input/output counts). */
+void kiln__context_step_tensors(const kiln_context *ctx, const kiln_step *st, kiln_cuda_tensor *din,
+                                kiln_cuda_tensor *dout, const kiln_value **host);
 /* Runs the steps on a stream without capture (used for warm-up and timing). */
 kiln_status kiln__context_run_steps(kiln_context *ctx, void *stream, kiln_err *err);
 
