@@ -28,7 +28,7 @@ void *kiln__calloc(size_t count, size_t size);
 void *kiln__realloc(void *p, size_t n);
 char *kiln__strdup(const char *s);
 char *kiln__strndup(const char *s, size_t n);
-/* a*b with overflow check; returns false on overflow. */
+/* a*b into *out; returns true when it overflows. */
 bool kiln__mul_overflow(size_t a, size_t b, size_t *out);
 
 /* Float16 / bfloat16 conversion (round to nearest even). */

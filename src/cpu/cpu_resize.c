@@ -178,10 +178,13 @@ static kiln_status build_taps(const kiln_node *node, const kiln_resize_params *p
         int64_t *ix = t->idx + o * t->n;
         double *w = t->w + o * t->n;
         if (outside) {
+            /* extrapolation_value is written for these; keep the tap defined for the nearest gather */
             t->outside[o] = 1;
             t->any_outside = true;
             t->identity = false;
             t->cnt[o] = 0;
+            ix[0] = 0;
+            w[0] = 0;
             continue;
         }
         if (p->mode == KILN_RESIZE_NEAREST) {

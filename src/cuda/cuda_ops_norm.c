@@ -265,7 +265,7 @@ static kiln_status launch_instnorm(const kiln_cuda_launch *l, kiln_err *err)
     kn_args k;
     kiln_status s = apply_io(l, &k, err);
     if (s) return s;
-    int64_t c = l->in[0].dims[1], ss, bs;
+    int64_t c = l->in[0].dims[1], ss = 0, bs = 0;
     if ((s = param_in(l, 1, "scale", err)) || (s = param_in(l, 2, "B", err))) return s;
     if (!vec_stride(&l->in[1], c, &ss) || !vec_stride(&l->in[2], c, &bs))
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (InstanceNormalization): scale and B need %lld values",
@@ -434,7 +434,7 @@ static kiln_status launch_groupnorm(const kiln_cuda_launch *l, kiln_err *err)
     if (!group_view(x, p->num_groups, xd, xs) || !group_view(y, p->num_groups, yd, ys))
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (GroupNormalization): %lld channels do not split into %lld groups",
                           l->node->name, (long long)x->dims[1], (long long)p->num_groups);
-    int64_t g = p->num_groups, cg = x->dims[1] / g, want = p->group_scale ? g : x->dims[1], ss, bs;
+    int64_t g = p->num_groups, cg = x->dims[1] / g, want = p->group_scale ? g : x->dims[1], ss = 0, bs = 0;
     if ((s = param_in(l, 1, "scale", err)) || (s = param_in(l, 2, "bias", err))) return s;
     if (!vec_stride(&l->in[1], want, &ss) || !vec_stride(&l->in[2], want, &bs))
         return kiln__fail(err, KILN_ERR_SHAPE, "node '%s' (GroupNormalization): scale and bias need %lld values",
