@@ -730,6 +730,14 @@ int kiln_cmd_exec(int argc, char **argv)
         cli_error("%s", kiln_last_error());
         goto done;
     }
+    {
+        /* the memory plan for these shapes: the arena against the largest sum of tensors alive at once */
+        size_t arena = 0, lower = 0, ws = 0;
+        if (!kiln_context_memory(run.ctx, &arena, &lower, &ws))
+            printf("[I] Activation memory: %.2f MiB arena (lower bound %.2f MiB, %.2fx), workspace %.2f MiB\n",
+                   (double)arena / 1048576.0, (double)lower / 1048576.0, lower ? (double)arena / (double)lower : 1.0,
+                   (double)ws / 1048576.0);
+    }
     /* warm-up: at least one iteration, so the CUDA graph is captured before timing */
     double w0 = now_ms();
     long long n_warm = 0;
