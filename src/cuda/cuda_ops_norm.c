@@ -11,58 +11,9 @@
  */
 #include "cuda_backend.h"
 #include "../ir/ops_norm.h"
+#include "k_norm.h"
+#include "k_reduce.h"
 #include <string.h>
-
-/* Keep in step with k_reduce.cu. */
-#define KR_MAXR 10
-enum kr_op {
-    KR_SUM, KR_MEAN, KR_MAX, KR_MIN, KR_PROD, KR_L1, KR_L2, KR_LOG_SUM, KR_LOG_SUM_EXP, KR_SUM_SQUARE,
-    KR_ARGMAX, KR_ARGMIN, KR_MOMENTS, KR_SOFTMAX, KR_LOGSOFTMAX
-};
-typedef struct kr_args {
-    int op;
-    int rank;
-    int64_t dims[KR_MAXR];
-    const void *x;
-    int xdt;
-    int64_t xstr[KR_MAXR];
-    void *y;
-    int ydt;
-    int64_t ystr[KR_MAXR];
-    uint32_t mask;
-    int select_last;
-    float eps;
-    void *ws;
-    size_t ws_bytes;
-    int64_t mstr[KR_MAXR];
-} kr_args;
-size_t kiln__kr_workspace(int rank, const int64_t *dims, uint32_t mask);
-int kiln__kr_run(kr_args *a, void *stream);
-
-/* Keep in step with k_norm.cu. */
-#define KN_MAXR 10
-enum kn_mode { KN_NORM, KN_SOFTMAX, KN_LOGSOFTMAX };
-typedef struct kn_args {
-    int mode;
-    int dt;
-    int rank;
-    int64_t dims[KN_MAXR];
-    const void *x;
-    int64_t xstr[KN_MAXR];
-    void *y;
-    int64_t ystr[KN_MAXR];
-    const void *stats;
-    int64_t mstr[KN_MAXR];
-    const void *scale;
-    int64_t sstr[KN_MAXR];
-    const void *bias;
-    int64_t bstr[KN_MAXR];
-} kn_args;
-int kiln__kn_apply(const kn_args *a, void *stream);
-int kiln__kn_export(int rank, const int64_t *dims, const int64_t *mstr, const void *stats, void *mean, int mean_dt,
-                    const int64_t *mean_str, void *inv, int inv_dt, const int64_t *inv_str, void *stream);
-int kiln__kn_bn_stats(void *stats, const void *mean, int64_t mean_stride, const void *var, int64_t var_stride, int dt,
-                      int64_t c, float eps, void *stream);
 
 #define WS_ALIGN 256
 static size_t align_up(size_t v) { return (v + WS_ALIGN - 1) / WS_ALIGN * WS_ALIGN; }

@@ -22,31 +22,7 @@ typedef struct kp_args {
 } kp_args;
 int kiln__kp_pool(const kp_args *a, void *stream);
 
-/* Keep in step with k_reduce.cu. */
-#define KR_MAXR 10
-enum kr_op {
-    KR_SUM, KR_MEAN, KR_MAX, KR_MIN, KR_PROD, KR_L1, KR_L2, KR_LOG_SUM, KR_LOG_SUM_EXP, KR_SUM_SQUARE,
-    KR_ARGMAX, KR_ARGMIN, KR_MOMENTS, KR_SOFTMAX, KR_LOGSOFTMAX
-};
-typedef struct kr_args {
-    int op;
-    int rank;
-    int64_t dims[KR_MAXR];
-    const void *x;
-    int xdt;
-    int64_t xstr[KR_MAXR];
-    void *y;
-    int ydt;
-    int64_t ystr[KR_MAXR];
-    uint32_t mask;
-    int select_last;
-    float eps;
-    void *ws;
-    size_t ws_bytes;
-    int64_t mstr[KR_MAXR];
-} kr_args;
-size_t kiln__kr_workspace(int rank, const int64_t *dims, uint32_t mask);
-int kiln__kr_run(kr_args *a, void *stream);
+#include "k_reduce.h"
 
 static bool is_float(kiln_dtype t) { return t == KILN_DT_FLOAT || t == KILN_DT_FLOAT16; }
 

@@ -11,52 +11,9 @@
 #include "../ir/ops_reduce.h"
 #include <string.h>
 
-/* Keep in step with k_reduce.cu. */
-#define KR_MAXR 10
-enum kr_op {
-    KR_SUM, KR_MEAN, KR_MAX, KR_MIN, KR_PROD, KR_L1, KR_L2, KR_LOG_SUM, KR_LOG_SUM_EXP, KR_SUM_SQUARE,
-    KR_ARGMAX, KR_ARGMIN, KR_MOMENTS, KR_SOFTMAX, KR_LOGSOFTMAX
-};
-typedef struct kr_args {
-    int op;
-    int rank;
-    int64_t dims[KR_MAXR];
-    const void *x;
-    int xdt;
-    int64_t xstr[KR_MAXR];
-    void *y;
-    int ydt;
-    int64_t ystr[KR_MAXR];
-    uint32_t mask;
-    int select_last;
-    float eps;
-    void *ws;
-    size_t ws_bytes;
-    int64_t mstr[KR_MAXR];
-} kr_args;
-size_t kiln__kr_workspace(int rank, const int64_t *dims, uint32_t mask);
-int kiln__kr_run(kr_args *a, void *stream);
+#include "k_reduce.h"
 
-/* Keep in step with k_norm.cu. */
-#define KN_MAXR 10
-enum kn_mode { KN_NORM, KN_SOFTMAX, KN_LOGSOFTMAX };
-typedef struct kn_args {
-    int mode;
-    int dt;
-    int rank;
-    int64_t dims[KN_MAXR];
-    const void *x;
-    int64_t xstr[KN_MAXR];
-    void *y;
-    int64_t ystr[KN_MAXR];
-    const void *stats;
-    int64_t mstr[KN_MAXR];
-    const void *scale;
-    int64_t sstr[KN_MAXR];
-    const void *bias;
-    int64_t bstr[KN_MAXR];
-} kn_args;
-int kiln__kn_apply(const kn_args *a, void *stream);
+#include "k_norm.h"
 
 /* The reduce ops' codes are the schema's kiln_reduce_op values. */
 _Static_assert(KR_SUM == (int)KILN_REDUCE_SUM && KR_SUM_SQUARE == (int)KILN_REDUCE_SUM_SQUARE &&

@@ -19,25 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Keep in step with cuda_ops_norm.c / cuda_ops_reduce.c. */
-#define KN_MAXR 10
-enum kn_mode { KN_NORM, KN_SOFTMAX, KN_LOGSOFTMAX };
-typedef struct kn_args {
-    int mode;
-    int dt; /* FLOAT or FLOAT16: x, y, scale and bias */
-    int rank;
-    int64_t dims[KN_MAXR];
-    const void *x;
-    int64_t xstr[KN_MAXR];
-    void *y;
-    int64_t ystr[KN_MAXR];
-    const void *stats; /* float2 per cell */
-    int64_t mstr[KN_MAXR];
-    const void *scale; /* NULL: 1 */
-    int64_t sstr[KN_MAXR];
-    const void *bias; /* NULL: 0 */
-    int64_t bstr[KN_MAXR];
-} kn_args;
+#include "k_norm.h"
 
 namespace {
 
