@@ -7,22 +7,9 @@
  */
 #include "cuda_backend.h"
 #include "../ir/ops_pool.h"
-#include <string.h>
-
-/* Keep in step with k_pool.cu. */
-typedef struct kp_args {
-    int max;
-    int count_include_pad;
-    int dt;
-    const void *x;
-    void *y;
-    int64_t n, c;
-    int64_t in[3], out[3], k[3], s[3], d[3], pb[3], pe[3];
-    int64_t xs[5], ys[5];
-} kp_args;
-int kiln__kp_pool(const kp_args *a, void *stream);
-
+#include "k_pool.h"
 #include "k_reduce.h"
+#include <string.h>
 
 static bool is_float(kiln_dtype t) { return t == KILN_DT_FLOAT || t == KILN_DT_FLOAT16; }
 

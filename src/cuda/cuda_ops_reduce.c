@@ -9,11 +9,9 @@
 #include "cuda_backend.h"
 #include "../ir/ops_activation.h"
 #include "../ir/ops_reduce.h"
-#include <string.h>
-
-#include "k_reduce.h"
-
 #include "k_norm.h"
+#include "k_reduce.h"
+#include <string.h>
 
 /* The reduce ops' codes are the schema's kiln_reduce_op values. */
 _Static_assert(KR_SUM == (int)KILN_REDUCE_SUM && KR_SUM_SQUARE == (int)KILN_REDUCE_SUM_SQUARE &&

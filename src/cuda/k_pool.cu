@@ -15,17 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Keep in step with cuda_ops_pool.c. */
-typedef struct kp_args {
-    int max;               /* MaxPool rather than AveragePool */
-    int count_include_pad;
-    int dt;                /* FLOAT or FLOAT16 */
-    const void *x;
-    void *y;
-    int64_t n, c;
-    int64_t in[3], out[3], k[3], s[3], d[3], pb[3], pe[3];
-    int64_t xs[5], ys[5];  /* strides of N, C and the three spatial dims (0 for missing ones) */
-} kp_args;
+#include "k_pool.h"
 
 namespace {
 
