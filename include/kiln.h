@@ -326,6 +326,9 @@ kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const char *name,
 /* Enqueues one inference on a cudaStream_t (passed as void*); asynchronous.
  * Replays a captured CUDA graph while shapes and addresses stay the same. */
 kiln_status kiln_context_enqueue(kiln_context *ctx, void *cuda_stream);
+/* CUDA graph capture and replay of enqueue (on by default). Off: every enqueue
+ * launches each layer (what trtexec's --noCudaGraph measures). */
+kiln_status kiln_context_set_cuda_graph(kiln_context *ctx, int on);
 /* Per-layer times of the last enqueue with profiling on (ms), by layer name. */
 kiln_status kiln_context_set_profiling(kiln_context *ctx, int on);
 int kiln_context_profile_count(const kiln_context *ctx);

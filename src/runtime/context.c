@@ -823,6 +823,17 @@ kiln_dtype kiln_context_get_dtype(kiln_context *ctx, const char *name)
     return ctx->resolved ? ctx->vals[t].dtype : ctx->net->tensors[t].v.dtype;
 }
 
+kiln_status kiln_context_set_cuda_graph(kiln_context *ctx, int on)
+{
+    if (!ctx) return KILN_ERR_INVALID_ARG;
+    ctx->use_graph = on != 0;
+    if (!ctx->use_graph) {
+        kiln__gpu_graph_destroy(ctx->graph);
+        ctx->graph = NULL;
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln_context_set_profiling(kiln_context *ctx, int on)
 {
     if (!ctx) return KILN_ERR_INVALID_ARG;

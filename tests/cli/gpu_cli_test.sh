@@ -171,6 +171,8 @@ kx --loadEngine="$T/dyn_fp16.kiln" --shapes=input:1x3x16x64 --noDataTransfers
 expect_success "exec dynamic fp16 at the range corners, --noDataTransfers" "=== Performance summary ==="
 kx --loadEngine="$T/dyn_tf32.kiln"
 expect_success "exec dynamic engine at its opt shape" "1x3x32x32"
+kx --loadEngine="$T/dyn_fp16.kiln" --shapes=input:1x3x40x24 --noCudaGraph --iterations=20 --duration=0
+expect_success "exec --noCudaGraph" "=== Performance summary ===" "GPU Compute Time: "
 
 kx --loadEngine="$T/dyn_tf32.kiln" --shapes=input:1x3x128x128
 expect_refusal "exec: shape outside the profile" "outside" "input"

@@ -341,7 +341,7 @@ typedef struct exec_opts {
     int n_load_inputs;
     long long iterations, warmup_ms;
     double duration_s;
-    int no_transfers, dump_profile;
+    int no_transfers, dump_profile, no_graph;
 } exec_opts;
 
 /* Records one iteration into slot events: [0] before H2D, [1] before compute, [2] after compute, [3] after D2H. */
@@ -565,7 +565,7 @@ static void exec_usage(void)
            "  --minShapes= --optShapes= --maxShapes=   dynamic-shape range for the build\n"
            "  --layerPrecisions=layer:fp32[,...]  --timingCacheFile=FILE\n"
            "  --iterations=N (10)  --duration=S (3)  --warmUp=MS (200)  --noDataTransfers\n"
-           "  --useCudaGraph (default: kiln replays a CUDA graph unless profiling)\n"
+           "  --useCudaGraph (default: kiln replays a CUDA graph unless profiling)  --noCudaGraph\n"
            "  --loadInputs=in:file.pb|.npy[,...] or a directory of input_N.pb (default: random, never zero)\n"
            "  --exportTimes=F.json  --dumpProfile  --exportProfile=F.json  --separateProfileRun  --verbose\n");
 }
@@ -650,9 +650,10 @@ int kiln_cmd_exec(int argc, char **argv)
             if (r < 0) goto done;
             continue; /* kiln's defaults already */
         }
-        if (cli_flag_bool(a, "--noCudaGraph")) {
-            cli_error("--noCudaGraph: not supported; kiln always replays a CUDA graph except while profiling (--dumpProfile)");
-            goto done;
+        if ((r = cli_flag_bool(a, "--noCudaGraph"))) {
+            if (r < 0) goto done;
+            eo.no_graph = 1;
+            continue;
         }
         if (a[0] == '-') cli_error("exec: unknown option '%s' (kiln exec --help lists them)", a);
         else cli_error("exec: unexpected argument '%s' (give the model as --onnx=MODEL or an engine as --loadEngine=FILE)", a);
@@ -714,6 +715,10 @@ int kiln_cmd_exec(int argc, char **argv)
         free(text);
     }
     if (cli_engine_setup(&run, eng, &bo.shapes, loaded, n_loaded)) goto done;
+    if (eo.no_graph && kiln_context_set_cuda_graph(run.ctx, 0)) {
+        cli_error("--noCudaGraph: %s", kiln_context_last_error(run.ctx));
+        goto done;
+    }
     for (int i = 0; i < run.n; i++) {
         char d[256];
         cli_format_dims(run.b[i].rank, run.b[i].dims, d, sizeof d);
