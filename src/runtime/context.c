@@ -246,6 +246,7 @@ static int new_rep(kiln_context *ctx, int tensor, kiln_dtype dt, kiln_layout lay
     r->tensor = tensor;
     r->where = where;
     r->first = r->last = -1;
+    r->alias_of = -1;
     const kiln_value *v = &ctx->vals[tensor];
     r->t.dtype = dt;
     r->t.rank = v->shape.rank;
@@ -591,7 +592,8 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         ctx->steps[s].dst = dst;
         if (ctx->reps[src].last < s) ctx->reps[src].last = s;
     }
-    /* arena */
+    /* arena: concat inputs in place first, then every remaining tensor by lifetime */
+    kiln__context_alias_concats(ctx);
     kiln_mem_request *req = calloc((size_t)ctx->n_reps + 1, sizeof *req);
     int *req_rep = calloc((size_t)ctx->n_reps + 1, sizeof *req_rep);
     if (!req || !req_rep) {
@@ -601,7 +603,7 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
     }
     int n_req = 0;
     for (int r = 0; r < ctx->n_reps; r++) {
-        if (ctx->reps[r].where != REP_ARENA) continue;
+        if (ctx->reps[r].where != REP_ARENA || ctx->reps[r].alias_of >= 0) continue;
         req[n_req] = (kiln_mem_request){.bytes = rep_bytes(&ctx->reps[r]) + 16, .first = ctx->reps[r].first,
                                         .last = ctx->reps[r].last < ctx->reps[r].first ? ctx->reps[r].first : ctx->reps[r].last};
         req_rep[n_req++] = r;
@@ -623,6 +625,7 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         ctx->arena_cap = need;
     }
     for (int q = 0; q < n_req; q++) ctx->reps[req_rep[q]].t.ptr = (char *)ctx->arena + req[q].offset;
+    kiln__context_place_aliases(ctx);
     free(req);
     free(req_rep);
     /* workspace: the largest any launch asks for */
@@ -710,6 +713,7 @@ static kiln_status run_cpu_step(kiln_context *ctx, kiln_step *st, void *stream, 
 static kiln_status run_step(kiln_context *ctx, kiln_step *st, void *stream, kiln_err *err)
 {
     kiln_network *net = ctx->net;
+    if (st->skip) return KILN_OK;
     if (st->kind == STEP_REFORMAT) return launch_cast(ctx, &ctx->reps[st->src].t, &ctx->reps[st->dst].t, st, err);
     if (st->kind == STEP_CPU) return run_cpu_step(ctx, st, stream, err);
     const kiln_node *nd = &net->nodes[st->node];

@@ -19,6 +19,7 @@ typedef struct kiln_step {
     int *out_reps;   /* LAUNCH/CPU: rep index per node output, -1 if omitted */
     size_t workspace;
     float last_ms;
+    bool skip;       /* nothing to do: a Concat whose inputs were written in place */
 } kiln_step;
 
 /* A device representation of a tensor: one tensor may have several (fp16 NHWC for
@@ -29,6 +30,8 @@ typedef struct kiln_rep {
     int where;           /* REP_ARENA, REP_USER_IN, REP_USER_OUT, REP_CONST */
     int first, last;     /* steps that write / last read it (arena lifetime) */
     size_t offset;
+    int alias_of;        /* -1, or the rep whose memory holds this one (concat_alias.c) */
+    size_t alias_off;    /* byte offset inside alias_of */
 } kiln_rep;
 
 enum { REP_ARENA, REP_USER_IN, REP_USER_OUT, REP_CONST };
@@ -74,6 +77,10 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err);
 /* The device tensors and host values a launch step sees (arrays of the node's input/output counts). */
 void kiln__context_step_tensors(const kiln_context *ctx, const kiln_step *st, kiln_cuda_tensor *din,
                                 kiln_cuda_tensor *dout, const kiln_value **host);
+/* Places Concat inputs inside the Concat's output (concat_alias.c); before memory planning. */
+void kiln__context_alias_concats(kiln_context *ctx);
+/* Sets the pointers of aliased reps from their roots; after memory planning. */
+void kiln__context_place_aliases(kiln_context *ctx);
 /* Runs the steps on a stream without capture (used for warm-up and timing). */
 kiln_status kiln__context_run_steps(kiln_context *ctx, void *stream, kiln_err *err);
 
