@@ -303,6 +303,10 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out);
 void kiln_engine_free(kiln_engine *eng);
 /* Human-readable summary: header, layers, tactics, precisions, memory plan. */
 kiln_status kiln_engine_describe(const kiln_engine *eng, char **text /* free() it */);
+/* Warnings of the build that made this engine, one "[W] ..." line each: layers
+ * that run on the CPU (no GPU kernel for their types or shapes) and layers of an
+ * fp16 build kept in fp32 for range. "" when none, and for a loaded engine. */
+const char *kiln_engine_build_log(const kiln_engine *eng);
 int kiln_engine_io_count(const kiln_engine *eng);
 const char *kiln_engine_io_name(const kiln_engine *eng, int i);
 int kiln_engine_io_is_input(const kiln_engine *eng, int i);

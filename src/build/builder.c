@@ -8,6 +8,7 @@
 #include "../runtime/context.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 typedef struct layer_pin {
@@ -276,6 +277,28 @@ static int time_launch(const kiln_cuda_op *op, const kiln_cuda_launch *l, void *
     return nt;
 }
 
+static bool pinned(const kiln_builder_config *cfg, const char *name)
+{
+    for (int k = 0; k < cfg->n_pins; k++)
+        if (!strcmp(cfg->pins[k].name, name)) return true;
+    return false;
+}
+
+/* Appends a line to the engine's build log (best effort: a note lost to OOM is only a note). */
+static void build_note(kiln_engine *eng, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    size_t old = eng->build_log ? strlen(eng->build_log) : 0, add = strlen(line);
+    char *nb = realloc(eng->build_log, old + add + 1);
+    if (!nb) return;
+    memcpy(nb + old, line, add + 1);
+    eng->build_log = nb;
+}
+
 static kiln_status time_tactics(kiln_engine *eng, const kiln_builder_config *cfg, kiln_err *err)
 {
     kiln_context *ctx = NULL;
@@ -489,6 +512,25 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
             const kiln_value *in[64];
             for (int j = 0; j < nd->n_in && j < 64; j++) in[j] = nd->in[j] >= 0 ? &ctx->vals[nd->in[j]] : NULL;
             if (nd->n_out > 0 && nd->out[0] >= 0 && !op->supports(nd, in, &ctx->vals[nd->out[0]])) eng->plan[i].on_gpu = 0;
+        }
+        for (int i = 0; !s && i < eng->net->n_nodes; i++) {
+            const kiln_node *nd = &eng->net->nodes[i];
+            const kiln_value *in[64];
+            for (int j = 0; j < nd->n_in && j < 64; j++) in[j] = nd->in[j] >= 0 ? &ctx->vals[nd->in[j]] : NULL;
+            const kiln_value *o0 = nd->n_out > 0 && nd->out[0] >= 0 ? &ctx->vals[nd->out[0]] : NULL;
+            bool host_only = nd->n_out > 0;
+            for (int j = 0; j < nd->n_out; j++)
+                if (nd->out[j] >= 0 && !ctx->host_known[nd->out[j]]) host_only = false;
+            if (host_only) continue; /* computed at shape resolution, never a layer */
+            char why[256];
+            if (eng->plan[i].compute == KILN_DT_FLOAT16 && !pinned(cfg, nd->name) && kiln__fp16_needs_fp32(nd, in, o0, why, sizeof why)) {
+                eng->plan[i].compute = KILN_DT_FLOAT;
+                build_note(eng, "[W] layer '%s' (%s) runs in fp32: %s (--layerPrecisions=%s:fp16 overrides)\n", nd->name,
+                           nd->op_type, why, nd->name);
+            }
+            if (!eng->plan[i].on_gpu)
+                build_note(eng, "[W] layer '%s' (%s) has no GPU kernel for its types/shapes: it runs on the CPU, with copies\n",
+                           nd->name, nd->op_type);
         }
         kiln_context_free(ctx);
     }

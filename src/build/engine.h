@@ -48,8 +48,12 @@ struct kiln_engine {
     int n_profiles;
     int *order;               /* topological order of nodes */
     kiln_gpu_info gpu;
+    char *build_log;          /* build warnings ("[W] ..." lines), NULL when none or loaded */
     char last_error[1024];
 };
+
+/* fp16 builds: whether a layer keeps fp32 for range (precision.c); why says which rule. */
+bool kiln__fp16_needs_fp32(const kiln_node *nd, const kiln_value *const *in, const kiln_value *out, char *why, size_t n);
 
 /* Engine file: header + network + plans + profiles, checksummed. Pure C (no GPU needed). */
 kiln_status kiln__engine_file_write(const char *path, const kiln_engine_header *h, const kiln_network *net,

@@ -72,6 +72,7 @@ void kiln_engine_free(kiln_engine *eng)
         }
         for (int t = 0; eng->const_dev && t < eng->net->n_tensors; t++) kiln__gpu_free(eng->const_dev[t]);
     }
+    free(eng->build_log);
     free(eng->state);
     free(eng->const_dev);
     free(eng->const_dev_dt);
@@ -209,6 +210,8 @@ kiln_status kiln_engine_describe(const kiln_engine *eng, char **text)
     *text = b;
     return KILN_OK;
 }
+
+const char *kiln_engine_build_log(const kiln_engine *eng) { return eng && eng->build_log ? eng->build_log : ""; }
 
 int kiln_cuda_available(const char **why)
 {

@@ -171,6 +171,16 @@ kx --loadEngine="$T/dyn_fp16.kiln" --shapes=input:1x3x16x64 --noDataTransfers
 expect_success "exec dynamic fp16 at the range corners, --noDataTransfers" "=== Performance summary ==="
 kx --loadEngine="$T/dyn_tf32.kiln"
 expect_success "exec dynamic engine at its opt shape" "1x3x32x32"
+EXP=$2/onnx-tests/node/test_exp/model.onnx
+if [ -f "$EXP" ]; then
+    k build "$EXP" --fp16 --saveEngine="$T/exp_fp16.kiln"
+    expect_success "build --fp16 keeps Exp in fp32 for range, with a warning" "[W] layer" "(Exp) runs in fp32"
+    k inspect "$T/exp_fp16.kiln"
+    expect_success "inspect shows the Exp layer in fp32" "Exp" "fp32"
+    k build "$EXP" --fp16 --layerPrecisions=Exp_0:fp16 --saveEngine="$T/exp_fp16b.kiln"
+    if [ $rc -eq 0 ] && ! grep -q "runs in fp32" "$T/stdout"; then ok "build --layerPrecisions overrides the fp32 fallback"
+    else bad "build --layerPrecisions overrides the fp32 fallback (rc $rc)"; fi
+fi
 kx --loadEngine="$T/dyn_fp16.kiln" --shapes=input:1x3x40x24 --noCudaGraph --iterations=20 --duration=0
 expect_success "exec --noCudaGraph" "=== Performance summary ===" "GPU Compute Time: "
 

@@ -475,6 +475,7 @@ int cli_build_engine(const cli_build_opts *o, const kiln_network *net, const cha
         build_fail(errbuf, errlen, "build: %s", kiln_last_error());
         goto done;
     }
+    fputs(kiln_engine_build_log(*out), stdout);
     if (save_path && kiln_engine_save(*out, save_path)) {
         build_fail(errbuf, errlen, "--saveEngine: %s", kiln_last_error());
         kiln_engine_free(*out);
