@@ -21,7 +21,7 @@ def main():
 
     specs = [s.split(":") for s in sys.argv[1].split(",")]
     kiln = sys.argv[sys.argv.index("--kiln") + 1] if "--kiln" in sys.argv else ".device/bin/kiln"
-    out = os.path.join(os.environ.get("OUT", "/tmp/out"), "profile")
+    out = "/tmp/kiln-profile/logs"  # many files: $OUT gets one summary log only
     work = "/tmp/kiln-profile"
     os.makedirs(out, exist_ok=True)
     os.makedirs(work, exist_ok=True)
@@ -54,6 +54,9 @@ def main():
                            capture_output=True, text=True, timeout=300)
         open(base + "_profile.log", "w").write(r.stdout + r.stderr)
         print(f"==== {case} {prec}: {gpu[0].strip() if gpu else 'no GPU compute line'}")
+        tac = [l for l in open(base + "_build.log") if "tactic" in l]
+        with open(os.path.join(os.environ.get("OUT", "/tmp/out"), "profile-summary.log"), "a") as f:
+            f.write(f"==== {case} {prec}\n" + "".join(tac) + (r.stdout + r.stderr) + "\n")
         try:
             prof = json.load(open(base + "_profile.json"))
         except Exception as e:  # noqa: BLE001
@@ -64,8 +67,11 @@ def main():
         for L in layers:
             if not isinstance(L, dict) or "name" not in L:
                 continue
-            t = L.get("averageMs", L.get("median_ms", L.get("timeMs", 0.0)))
-            rows.append((t, L["name"], L.get("op", L.get("type", "?")), L.get("tactic", ""), L.get("precision", "")))
+            t = L.get("medianMs", L.get("averageMs", 0.0))
+            # layer names are the fused ONNX node names: the first one's last path part is its op
+            first = L["name"].split(",")[0]
+            op = first.rsplit("/", 1)[-1].split("_")[0] if "/" in first else first
+            rows.append((t, L["name"], op, "", ""))
         tot = sum(r[0] for r in rows)
         by = {}
         for t, n, op, *_ in rows:

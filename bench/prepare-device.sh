@@ -7,7 +7,7 @@ SHARED="${KILN_SHARED_DIR:-$(pwd)/../shared}"
 cmake -S . -B build-device -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_STATIC_DEPS=OFF -DKILN_SHARED_LIB=ON -DKILN_CUDA_PTX=OFF -DKILN_WERROR=OFF -DKILN_SHARED_DIR="$SHARED" >/dev/null
 cmake --build build-device -j"$(nproc)" >/dev/null
 rm -rf .device && mkdir -p .device/bin .device/shared/onnx-tests/node .device/shared/onnx-tests
-cp build-device/libkiln.so build-device/kiln build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test build-device/tests/kiln_conformance \
+cp build-device/libkiln.so build-device/kiln build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test build-device/tests/kiln_conformance build-device/tests/kiln_deform_conv_test \
    .device/bin/
 cp -r "$SHARED/sr-fixtures" .device/shared/
 cp -r "$SHARED/onnx-tests/light" "$SHARED/onnx-tests/pytorch-operator" "$SHARED/onnx-tests/pytorch-converted" .device/shared/onnx-tests/
@@ -27,11 +27,13 @@ for d in "$SHARED"/onnx-tests/node/test_*; do
     test_neg*|test_reciprocal*|test_floor*|test_ceil*|test_round*|test_max_*|test_min_*|test_sum_*|test_mean_*|\
     test_elu*|test_selu*|test_hardsigmoid*|test_hardswish*|test_softplus*|test_gelu*|test_mish*|test_erf*|\
     test_equal*|test_less*|test_greater*|test_not*|test_and*|test_or*|test_identity*|test_tile*|test_upsample*|\
-    test_instancenorm*|test_layer_norm*|test_log|test_basic_conv*)
+    test_instancenorm*|test_layer_norm*|test_log|test_basic_conv*|test_basic_deform_conv*|test_deform_conv*|test_gridsample*)
         cp -r "$d" .device/shared/onnx-tests/node/ ;;
     esac
 done
 cp -L /usr/lib/x86_64-linux-gnu/libprotobuf-c.so.1 .device/bin/
+# plugin GPU test files (example plugin, broken plugins, models): .device/plugin
+sh tests/plugin/prepare-device-plugin.sh >/dev/null
 mv .device/bin/kiln_engine_test .device/bin/kiln_engine_test.dbg && ln -s kiln_engine_test.dbg .device/bin/kiln_engine_test
 for f in .device/bin/*; do case $f in *.dbg) ;; *) strip $f ;; esac; done
 du -sh .device

@@ -240,6 +240,66 @@ typedef struct kiln_onnx_options {
  */
 kiln_status kiln_onnx_parse(const char *path, const kiln_onnx_options *opts, kiln_network **out);
 
+/* --- begin surgeon (issue 5): ONNX writer, sanitize, pass dumps -------------------------- */
+
+/* Options of kiln_onnx_write; zero-initialise and set struct_size = sizeof(kiln_onnx_write_options). */
+typedef struct kiln_onnx_write_options {
+    size_t struct_size;
+    /* 1: initializers of at least external_threshold bytes go to one data file beside the model
+     * (TensorProto external data: location, offset, length). */
+    int external_data;
+    size_t external_threshold;   /* bytes; 0: 1024 */
+    const char *external_file;   /* data file name, relative to the model's folder; NULL: "<model file>.data" */
+} kiln_onnx_write_options;
+
+/*
+ * Writes the network as an ONNX model (opts may be NULL). Keeps what the importer
+ * read: ir_version, opset imports of every domain (nodes of a domain with no import,
+ * e.g. kiln's fused ops in domain "kiln", get version 1), producer, doc strings,
+ * metadata_props, names, attributes, declared value_info and input/output shapes
+ * with their symbolic dim names. The file is written atomically (a temporary file
+ * beside it, fsync, rename): on failure no partial output is left behind.
+ */
+kiln_status kiln_onnx_write(const kiln_network *net, const char *path, const kiln_onnx_write_options *opts);
+
+/* kiln surgeon sanitize: options (zero-initialise, struct_size = sizeof) and report. */
+typedef struct kiln_sanitize_options {
+    size_t struct_size;
+    int fold_constants;      /* evaluate every subgraph whose leaves are constants on the CPU */
+    int cleanup;             /* remove dead nodes, unused initializers and unused graph inputs */
+    int toposort;            /* put nodes in topological order */
+    int num_passes;          /* rounds of the above; 0: repeat until nothing changes */
+    size_t fold_max_bytes;   /* largest folded constant; 0: 64 MiB */
+} kiln_sanitize_options;
+
+#define KILN_SANITIZE_MAX_OPS 64
+typedef struct kiln_sanitize_report {
+    int nodes_before, nodes_after;
+    int rounds;                  /* rounds run */
+    int folded_nodes;            /* nodes replaced by constants */
+    int removed_nodes;           /* dead nodes removed by cleanup */
+    int removed_tensors;         /* unused initializers and graph inputs removed by cleanup */
+    int n_ops;                   /* folded nodes by op type */
+    char op_type[KILN_SANITIZE_MAX_OPS][64];
+    int op_count[KILN_SANITIZE_MAX_OPS];
+} kiln_sanitize_report;
+
+kiln_status kiln_network_sanitize(kiln_network *net, const kiln_sanitize_options *opts, kiln_sanitize_report *report);
+
+/*
+ * Runs kiln's graph passes (the ones kiln_build runs) on a copy of net and writes
+ * the graph after pass `pass` (a pass name, or "all" for every pass) to
+ * DIR/PASS.onnx. static_shapes: the input shapes are fixed (Shape/Size fold), as
+ * kiln_build treats inputs whose profile is one shape; precision as the build's.
+ * *n_written (may be NULL) gets the number of files written.
+ */
+kiln_status kiln_network_dump_passes(const kiln_network *net, const char *pass, const char *dir, int static_shapes,
+                                     int precision /* kiln_precision */, int *n_written);
+/* 1 when `name` is one of kiln's pass names (or "all"); else 0 and *list (may be NULL) gets them comma separated. */
+int kiln_pass_name_valid(const char *name, const char **list);
+
+/* --- end surgeon ------------------------------------------------------------------------- */
+
 /* ---------------------------------------------------------------------------
  * Reference (CPU) backend: the oracle every fast path is checked against.
  * ------------------------------------------------------------------------ */
@@ -379,6 +439,26 @@ kiln_status kiln_event_create(void **event);
 void kiln_event_destroy(void *event);
 kiln_status kiln_event_record(void *event, void *stream);
 kiln_status kiln_event_elapsed_ms(void *start, void *stop, float *ms);
+
+/* ---- begin: plugins (issue 4; ABI and author's guide in kiln_plugin.h) ----
+ * A process-wide registry of plugin classes: kiln's built-in ones (registered
+ * at first use) plus those an application registers or loads. Thread-safe:
+ * any thread may load, register and look up at any time. Registration is
+ * permanent for the process (a loaded library is never unloaded).
+ * A node whose op kiln does not know gets the plugin class named by its
+ * op_type, `plugin_version` and `plugin_namespace` attributes (namespace
+ * default: the node's ONNX domain, then ""), when the node is added to a
+ * network: load plugins BEFORE parsing a model or loading an engine. */
+struct kiln_plugin_class;
+/* dlopen(path, RTLD_NOW | RTLD_LOCAL), call its kiln_plugin_entry and register
+ * its classes (all or none). Failure text in kiln_last_error(). */
+kiln_status kiln_plugin_load(const char *path);
+/* Registers one class linked into the program (must stay valid forever). */
+kiln_status kiln_plugin_register(const struct kiln_plugin_class *cls);
+/* Registered classes, in registration order. */
+int kiln_plugin_count(void);
+kiln_status kiln_plugin_get(int i, const char **name, const char **version, const char **plugin_namespace);
+/* ---- end: plugins ---- */
 
 #ifdef __cplusplus
 }

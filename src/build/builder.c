@@ -6,6 +6,7 @@
  */
 #include "../passes/passes.h"
 #include "../runtime/context.h"
+#include "../plugin/plugin.h" /* unknown-op error (issue 4) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -401,6 +402,9 @@ static kiln_status time_tactics(kiln_engine *eng, const kiln_builder_config *cfg
 
 static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg, kiln_engine **out, kiln_err *err)
 {
+    /* plugins (issue 4): an op neither kiln nor a loaded plugin knows stops the build first, GPU or not */
+    for (int i = 0; i < src->n_nodes; i++)
+        if (!src->nodes[i].schema) return kiln__plugin_unknown_op(err, &src->nodes[i]);
     kiln_gpu_info gpu;
     kiln_status s = kiln__gpu_init(&gpu, err);
     if (s) return s;

@@ -9,7 +9,7 @@
 
 #include "../cuda/gpu.h"
 
-#define KILN_ENGINE_FORMAT_VERSION 1
+#define KILN_ENGINE_FORMAT_VERSION 2 /* 2: plugin records per node (issue 4) */
 
 typedef struct kiln_layer_plan {
     int32_t on_gpu;      /* 1: runs on the GPU; 0: on the CPU (host) */

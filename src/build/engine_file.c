@@ -7,6 +7,7 @@
  * was built for; the loader checks each field against this machine.
  */
 #include "engine.h"
+#include "../plugin/plugin.h" /* plugin records (issue 4) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +136,24 @@ kiln_status kiln__engine_file_write(const char *path, const kiln_engine_header *
         put_i32(&b, plan[i].compute);
         put_i32(&b, plan[i].tactic);
         put_f32(&b, plan[i].tactic_ms);
+        /* --- plugins (issue 4): which plugin a plugin node needs, and its serialized state --- */
+        const kiln_plugin_class *pc = kiln__plugin_schema_class(n->schema);
+        put_u32(&b, pc ? 1u : 0u);
+        if (pc) {
+            uint8_t *st = NULL;
+            size_t sl = 0;
+            kiln_status ps = kiln__plugin_serialize(n, &st, &sl, err);
+            if (ps) {
+                free(b.p);
+                return ps;
+            }
+            put_str(&b, pc->name);
+            put_str(&b, kiln__plugin_version(pc));
+            put_str(&b, kiln__plugin_namespace(pc));
+            put_u64(&b, sl);
+            put(&b, st, sl);
+            free(st);
+        }
     }
     put_u32(&b, (uint32_t)net->n_outputs);
     for (int i = 0; i < net->n_outputs; i++) put_str(&b, net->tensors[net->outputs[i]].name);
@@ -338,6 +357,7 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
     }
     if (s) goto done;
     if (r.bad) DAMAGED("constants");
+    const char *bad_what = "nodes"; /* plugins (issue 4): says when a plugin record is the damage */
     uint32_t n_nodes = get_u32(&r);
     if (n_nodes > (1u << 22)) DAMAGED("node count");
     plan = kiln__calloc(n_nodes + 1, sizeof *plan);
@@ -412,16 +432,55 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
             }
         }
         kiln_layer_plan pl = {.on_gpu = get_i32(&r), .compute = get_i32(&r), .tactic = get_i32(&r), .tactic_ms = get_f32(&r)};
+        /* --- plugins (issue 4): the plugin record, checked before the node is made --- */
+        uint32_t has_plugin = get_u32(&r);
+        char *pname = NULL, *pver = NULL, *pns = NULL;
+        const void *pstate = NULL;
+        uint64_t pstate_len = 0;
+        if (has_plugin > 1) r.bad = true;
+        if (r.bad) bad_what = "nodes (a plugin record)";
+        if (has_plugin == 1 && !r.bad) {
+            pname = get_str(&r);
+            pver = get_str(&r);
+            pns = get_str(&r);
+            pstate_len = get_u64(&r);
+            pstate = get_span(&r, pstate_len);
+            if (!pname || !pver || !pns || !*pname || (op && strcmp(pname, op))) r.bad = true;
+            if (r.bad) bad_what = "nodes (a plugin record)";
+            if (!r.bad && !kiln__plugin_find_exact(pname, pver, pns)) {
+                char list[700];
+                kiln__plugin_list_str(list, sizeof list);
+                s = kiln__fail(err, KILN_ERR_NOT_FOUND,
+                               "engine '%s' needs plugin %s%s%s version %s for node '%s', which is not loaded (%s): pass --plugins=<library that provides it>",
+                               path, pns, *pns ? "::" : "", pname, pver, name ? name : "?", list);
+            }
+        }
         if (!r.bad && (!ins || !outs || !av || !ht || !name || !op || !dom)) r.bad = true;
         if (!r.bad && (pl.tactic < 0 || (pl.compute != KILN_DT_FLOAT && pl.compute != KILN_DT_FLOAT16))) r.bad = true;
-        if (!r.bad) {
+        if (!r.bad && !s) {
             int64_t saved = net->opset;
             net->opset = nopset;
             if (kiln_network_add_node(net, name, op, dom, (int)ni, (const char *const *)ins, (int)no, (const char *const *)outs, (int)na, av))
                 s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: %s", path, net->last_error);
             net->opset = saved;
             plan[i] = pl;
+            /* plugins (issue 4): the node must have found that very plugin; then its state replaces the instance */
+            if (!s) {
+                kiln_node *nn = &net->nodes[net->n_nodes - 1];
+                const kiln_plugin_class *pc = kiln__plugin_schema_class(nn->schema);
+                const kiln_plugin_class *want = has_plugin == 1 ? kiln__plugin_find_exact(pname, pver, pns) : NULL;
+                if (pc != want)
+                    s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: plugin record of node '%s' does not match its op", path, name);
+                else if (pc && pstate_len) {
+                    kiln_err perr = {{0}};
+                    if (kiln__plugin_deserialize(nn, pstate, (size_t)pstate_len, &perr))
+                        s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s': plugin state damaged: %s", path, perr.msg);
+                }
+            }
         }
+        free(pname);
+        free(pver);
+        free(pns);
         for (uint32_t j = 0; ins && j < ni; j++) free(ins[j]);
         for (uint32_t j = 0; outs && j < no; j++) free(outs[j]);
         for (uint32_t a = 0; av && a < na; a++) free((void *)av[a].name);
@@ -436,7 +495,7 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
         free(dom);
     }
     if (s) goto done;
-    if (r.bad) DAMAGED("nodes");
+    if (r.bad) DAMAGED(bad_what);
     uint32_t n_out = get_u32(&r);
     for (uint32_t i = 0; i < n_out && !r.bad && !s; i++) {
         char *name = get_str(&r);

@@ -2,8 +2,9 @@
  * CPU reference kernels of the "fused" family (ops created by graph passes).
  *
  * kiln::FusedConv runs the Conv kernel on X, W, B and then applies the
- * epilogue y = act(y) * out_scale + z_scale * Z in place (see ops_fused.c for
- * the definition). The epilogue does the same float operations, in the same
+ * epilogue y = act(y) * out_scale + z_scale * Z in place, or with
+ * act_after_residual = 1, y = act(y * out_scale + z_scale * Z) (see ops_fused.c
+ * for the definition). The epilogue does the same float operations, in the same
  * order, as the separate Relu/Mul/Add kernels would, so an optimized graph
  * matches the original one bit for bit in float32.
  *
@@ -19,6 +20,7 @@ enum { ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_PRELU, ACT_SIGMOID, ACT_TANH, ACT_CLIP
 
 typedef struct epilogue {
     int act;
+    bool after; /* activation after the residual add */
     double alpha, beta, out_scale, z_scale;
     const kiln_value *slope, *z;
     int64_t n, c, inner; /* y as [n, c, inner] */
@@ -43,6 +45,10 @@ static int act_code(const char *s)
                 T sl = slope ? slope[slope_n == 1 ? 0 : ch] : (T)0;                                         \
                 for (int64_t i = 0; i < e->inner; i++) {                                                    \
                     T v = py[i];                                                                            \
+                    if (e->after) {                                                                         \
+                        if (e->out_scale != 1.0) v = v * os;                                                \
+                        if (z) v = e->z_scale == 1.0 ? v + z[off + i] : v + zs * z[off + i];                \
+                    }                                                                                       \
                     switch (e->act) {                                                                       \
                     case ACT_RELU: v = v > 0 ? v : (T)0; break;                                             \
                     case ACT_LEAKY: v = v >= 0 ? v : alpha * v; break;                                      \
@@ -62,8 +68,10 @@ static int act_code(const char *s)
                         break;                                                                              \
                     default: break;                                                                         \
                     }                                                                                       \
-                    if (e->out_scale != 1.0) v = v * os;                                                    \
-                    if (z) v = e->z_scale == 1.0 ? v + z[off + i] : v + zs * z[off + i];                    \
+                    if (!e->after) {                                                                        \
+                        if (e->out_scale != 1.0) v = v * os;                                                \
+                        if (z) v = e->z_scale == 1.0 ? v + z[off + i] : v + zs * z[off + i];                \
+                    }                                                                                       \
                     py[i] = v;                                                                              \
                 }                                                                                           \
             }                                                                                               \
@@ -126,6 +134,7 @@ static kiln_status run_fused_conv(const kiln_node *node, const void *params, con
     e.beta = kiln__attr_float(node, "act_beta", INFINITY);
     e.out_scale = kiln__attr_float(node, "out_scale", 1.0f);
     e.z_scale = kiln__attr_float(node, "z_scale", 1.0f);
+    e.after = kiln__attr_int(node, "act_after_residual", 0) != 0;
     e.slope = node->n_in > 3 ? in[3] : NULL;
     e.z = node->n_in > 4 ? in[4] : NULL;
     int r = y->shape.rank;

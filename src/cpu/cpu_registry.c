@@ -9,6 +9,9 @@ static const kiln_cpu_kernel *const families[] = {
     kiln__cpu_fused,
 };
 
+/* cpu_plugin.c: the generic kernel of plugin nodes (issue 4) */
+const kiln_cpu_kernel *kiln__cpu_plugin_kernel_find(const char *op_type);
+
 static bool same_domain(const char *a, const char *b)
 {
     if (!a || !strcmp(a, "ai.onnx")) a = "";
@@ -21,5 +24,6 @@ const kiln_cpu_kernel *kiln__cpu_kernel_find(const char *domain, const char *op_
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
         for (const kiln_cpu_kernel *k = families[f]; k->op_type; k++)
             if (!strcmp(k->op_type, op_type) && same_domain(k->domain, domain)) return k;
-    return NULL;
+    /* --- plugins (issue 4): an op no family knows may be a plugin class --- */
+    return kiln__cpu_plugin_kernel_find(op_type);
 }

@@ -5,6 +5,7 @@
  * Buffers are freed after their last reader, so large models fit in memory.
  */
 #include "cpu.h"
+#include "../plugin/plugin.h" /* unknown-op error (issue 4) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ kiln_status kiln__cpu_run_node(const kiln_node *nd, const kiln_value *const *in,
 {
     for (int j = 0; j < nd->n_out; j++) out[j].shape.rank = -1;
     const kiln_cpu_kernel *k = kiln__cpu_kernel_find(nd->domain, nd->op_type);
+    if (!nd->schema) return kiln__plugin_unknown_op(err, nd); /* plugins (issue 4): names the loaded plugins */
     if (!nd->schema || !k)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s': op %s%s%s is not supported by the cpu backend", nd->name,
                           nd->domain[0] ? nd->domain : "", nd->domain[0] ? "::" : "", nd->op_type);

@@ -1,10 +1,29 @@
 /*
- * GPU ops of the conv family through cuDNN's convolution API: Conv,
- * ConvTranspose (backward-data) and kiln's FusedConv,
- *     y = act(conv(X, W) + B) * out_scale + z_scale * Z,
- * which is cuDNN's convolution into y followed by one epilogue kernel
- * (bias, activation, scale and residual in place), or, where it fits,
- * cudnnConvolutionBiasActivationForward as one more tactic.
+ * GPU ops of the conv family: Conv, ConvTranspose and kiln's FusedConv,
+ *     y = act(conv(X, W) + B) * out_scale + z_scale * Z
+ * (or, with act_after_residual, act((conv(X, W) + B) * out_scale + z_scale * Z)).
+ *
+ * Forward convolutions (Conv, FusedConv) go through cuDNN's backend API
+ * (cuda_conv_graph.c): engine configurations from cuDNN's heuristics, the
+ * epilogue fused into the cuDNN graph where cuDNN's runtime fusion accepts it,
+ * else our epilogue kernel (k_conv.cu) after the plain convolution. Tactics
+ * are stable engine codes, documented in cuda_conv_graph.c. When the backend
+ * API offers nothing for a shape, or a launch inside a CUDA graph capture
+ * finds no cached plan, or a pointer is not 16-byte aligned, the legacy API
+ * (cudnnConvolutionForward with cuDNN's first-ranked algorithm) runs instead.
+ *
+ * KILN_CONV_LEGACY=1 in the environment puts every convolution on the legacy
+ * API (for A/B comparisons); KILN_CONV_NOFUSE=1 keeps the backend API but
+ * never fuses the epilogue into the cuDNN graph. Any failure of the backend API at run time (no
+ * graph, no engine, no plan, an execute error) falls back to the legacy API
+ * for that launch; it never fails the build or the run.
+ *
+ * ConvTranspose stays on the legacy API (backward-data). Its tactics are
+ * cuDNN algorithms: the usable ones (heuristic status success, workspace <=
+ * 256 MiB) sorted by algorithm id, so the index means the same algorithm at
+ * other input sizes whenever that algorithm is still usable; when it is not
+ * (or its workspace no longer fits), launch falls back to cuDNN's
+ * first-ranked usable choice.
  *
  * 1-D convolutions run as 2-D with H = 1; 3-D ones through the same N-d
  * descriptors. cuDNN needs its tensors packed in one format (NCHW or NHWC) and
@@ -12,16 +31,10 @@
  * an input with unequal begin/end pads is padded explicitly, a tensor in the
  * other layout is reordered, and a ConvTranspose whose crop cuDNN cannot
  * express is computed into a temporary that the epilogue crops.
- *
- * Tactics are cuDNN algorithms: the usable ones (heuristic status success,
- * workspace <= 256 MiB) sorted by algorithm id, so the index means the same
- * algorithm at other input sizes whenever that algorithm is still usable;
- * when it is not (or its workspace no longer fits), launch falls back to
- * cuDNN's first-ranked usable choice. The fused cuDNN call, where eligible,
- * is the last tactic.
  */
 #include "cuda_backend.h"
 #include "gpu.h"
+#include "cuda_conv_graph.h"
 #include "../ir/ops_conv.h"
 #include <cudnn.h>
 #include <limits.h>
@@ -33,7 +46,8 @@
 /* Launchers in k_conv.cu. */
 int kiln__cuda_conv_epilogue(const kiln_cuda_tensor *y, const kiln_cuda_tensor *src, const int64_t *src_off,
                              const kiln_cuda_tensor *bias, const kiln_cuda_tensor *slope, const kiln_cuda_tensor *z,
-                             int act, float alpha, float beta, float out_scale, float z_scale, void *stream);
+                             int act, int after, float alpha, float beta, float out_scale, float z_scale,
+                             void *stream);
 int kiln__cuda_conv_pack(const kiln_cuda_tensor *dst, const kiln_cuda_tensor *src, const int64_t *off, void *stream);
 
 /* Activation codes, shared with k_conv.cu (keep in sync). */
@@ -58,6 +72,7 @@ typedef struct conv_attrs {
     bool has_outshape;
     int64_t strides[MAX_SP], dil[MAX_SP], pads[2 * MAX_SP], outpad[MAX_SP];
     int act;
+    bool after; /* act_after_residual */
     float alpha, beta, out_scale, z_scale;
 } conv_attrs;
 
@@ -91,6 +106,7 @@ typedef struct conv_state {
      * residual Z (rare: the runtime uploads no constant of an op that has
      * prepare) is kept row-major. */
     kiln_cuda_tensor w, b, s, x, z;
+    kiln_cuda_tensor s1; /* 1 - slope, for the PRelu of the fused cuDNN graph */
     int w_fmt;
     /* Descriptors and the algorithm cache are shared by every context that
      * runs this engine, so each use holds the mutex. */
@@ -102,6 +118,14 @@ typedef struct conv_state {
     cudnnActivationDescriptor_t ad;
     algo_list cache[CACHE_SLOTS];
     unsigned next_slot;
+    /* The backend-API spec this node is being timed at: set by tactic_count
+     * (only the builder and the op test call it), kept while workspace() is
+     * asked for tactics 0, 1, 2, ... in turn (their timing loop), ended by any
+     * other sequence (the runtime asks for its chosen tactic), so that at run
+     * time an unknown code always falls back instead of failing. */
+    bool timed;
+    int timing_next;
+    kiln_cg_spec timed_spec;
 } conv_state;
 
 /* One launch's geometry: cuDNN-side tensors and the copies they need. */
@@ -236,6 +260,7 @@ static kiln_status attrs_read(const kiln_node *node, conv_attrs *a, kiln_err *er
         a->beta = kiln__attr_float(node, "act_beta", db);
         a->out_scale = kiln__attr_float(node, "out_scale", 1.0f);
         a->z_scale = kiln__attr_float(node, "z_scale", 1.0f);
+        a->after = kiln__attr_int(node, "act_after_residual", 0) != 0;
     }
     return KILN_OK;
 }
@@ -315,6 +340,7 @@ static void state_fini(conv_state *st)
     if (st->s.ptr) kiln__gpu_free(st->s.ptr);
     if (st->x.ptr) kiln__gpu_free(st->x.ptr);
     if (st->z.ptr) kiln__gpu_free(st->z.ptr);
+    if (st->s1.ptr) kiln__gpu_free(st->s1.ptr);
     if (st->mu_ok) pthread_mutex_destroy(&st->mu);
     memset(st, 0, sizeof *st);
 }
@@ -389,6 +415,36 @@ static kiln_status upload(const kiln_node *node, const kiln_value *v, kiln_dtype
     return s;
 }
 
+/* 1 - v of a constant, as dt, flat. */
+static kiln_status upload_one_minus(const kiln_node *node, const kiln_value *v, kiln_dtype dt, kiln_cuda_tensor *out,
+                                    kiln_err *err)
+{
+    memset(out, 0, sizeof *out);
+    int64_t n = kiln__value_numel(v);
+    if (n <= 0 || n > ((int64_t)1 << 24)) return KILN_OK;
+    size_t es = kiln_dtype_size(dt), bytes = (size_t)n * es;
+    uint8_t *h = kiln__malloc(bytes);
+    if (!h) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of host memory", node->name, node->op_type);
+    for (int64_t i = 0; i < n; i++) {
+        float f = 1.0f - (float)kiln__value_get_f64(v, i);
+        if (dt == KILN_DT_FLOAT16) {
+            uint16_t hv = kiln__f32_to_f16(f);
+            memcpy(h + i * 2, &hv, 2);
+        } else {
+            memcpy(h + i * 4, &f, 4);
+        }
+    }
+    kiln_status s = kiln__gpu_malloc(&out->ptr, bytes, err);
+    if (!s) s = kiln__gpu_memcpy_h2d(out->ptr, h, bytes, NULL, err);
+    if (!s) s = kiln__gpu_sync(NULL, err);
+    free(h);
+    if (s && out->ptr) {
+        kiln__gpu_free(out->ptr);
+        out->ptr = NULL;
+    }
+    return s;
+}
+
 static void conv_release(void *state)
 {
     conv_state *st = state;
@@ -431,6 +487,8 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
             st->s.rank = 1;
             st->s.dims[0] = n;
             st->s.strides[0] = n == 1 ? 0 : 1;
+            s = upload_one_minus(node, sl, dt, &st->s1, err);
+            if (!s) st->s1 = (kiln_cuda_tensor){.ptr = st->s1.ptr, .dtype = dt, .rank = 1, .dims = {n}, .strides = {n == 1 ? 0 : 1}};
         }
     }
     if (s) {
@@ -696,7 +754,7 @@ static bool cba_eligible(const conv_state *st, const conv_plan *p)
     const conv_attrs *a = &st->a;
     if (a->kind == KIND_CONVT || !p->has_b || p->ytemp || a->out_scale != 1.0f) return false;
     if (p->b.strides[0] != 1 && p->m > 1) return false;
-    if (a->act == ACT_RELU) return !p->has_z;
+    if (a->act == ACT_RELU) return !p->has_z || (a->after && is_packed(&p->z, p->fmt));
     if (a->act != ACT_NONE) return false;
     return !p->has_z || is_packed(&p->z, p->fmt);
 }
@@ -863,6 +921,75 @@ static int pick_entry(const conv_state *st, const conv_plan *p, const algo_list 
 /* ------------------------------------------------------------------------ */
 /* Table callbacks                                                           */
 
+/* The backend-API description of a forward launch (plan made, descriptors not needed). */
+static void make_spec(const kiln_cuda_launch *l, const conv_state *st, const conv_plan *p, kiln_cg_spec *sp)
+{
+    const conv_attrs *a = &st->a;
+    memset(sp, 0, sizeof *sp);
+    sp->nd = p->nd;
+    sp->ns = p->ns;
+    sp->dt = p->dt;
+    sp->strict = p->strict;
+    for (int d = 0; d < p->nd; d++) {
+        sp->x[d] = p->xc.dims[d];
+        sp->xs[d] = p->xc.strides[d];
+        sp->w[d] = p->wc.dims[d];
+        sp->ws[d] = p->wc.strides[d];
+        sp->y[d] = p->yc.dims[d];
+        sp->ys[d] = p->yc.strides[d];
+    }
+    for (int j = 0; j < p->ns; j++) {
+        sp->pad[j] = p->pad[j];
+        sp->stride[j] = p->stride[j];
+        sp->dil[j] = p->dil[j];
+    }
+    /* KILN_CONV_NOFUSE=1: plain convolutions only (our epilogue kernel after them) */
+    const char *nf = getenv("KILN_CONV_NOFUSE");
+    if (!needs_epilogue(st, p) || p->ytemp || (nf && nf[0] == '1')) return;
+    /* What the fused graph can take: contiguous per-channel vectors, a
+     * residual laid out like Y, a prepared per-channel PRelu slope. */
+    bool ok = true;
+    if (p->has_b && p->b.strides[0] != 1 && p->m > 1) ok = false;
+    if (p->has_z)
+        for (int d = 0; d < p->nd; d++)
+            if (p->z.dims[d] > 1 && p->z.strides[d] != p->yc.strides[d]) ok = false;
+    if (a->act == ACT_PRELU && (!st->s.ptr || !st->s1.ptr || st->s.dims[0] != p->m || st->s1.dims[0] != p->m))
+        ok = false;
+    /* Scaled residuals stay on our epilogue: the pointwise ALPHA1/ALPHA2 path is
+     * not verified on the GPU yet (kiln__cg_spec keeps the fields for it). */
+    if (a->out_scale != 1.0f || (p->has_z && a->z_scale != 1.0f)) ok = false;
+    if (!ok) return;
+    sp->fuse = 1;
+    sp->has_b = p->has_b;
+    sp->has_z = p->has_z;
+    sp->act = a->act;
+    sp->after = a->after && a->act != ACT_NONE;
+    sp->alpha = a->alpha;
+    sp->beta = a->beta;
+    sp->out_scale = a->out_scale;
+    sp->z_scale = p->has_z ? a->z_scale : 1.0f;
+    if (p->has_z)
+        for (int d = 0; d < p->nd; d++) sp->zs[d] = p->z.strides[d];
+    (void)l;
+}
+
+/* Whether the node is being timed at this spec (see conv_state.timed). */
+static bool timing_at(const conv_state *st, const kiln_cg_spec *sp)
+{
+    return st->timed && !memcmp(&st->timed_spec, sp, sizeof *sp);
+}
+
+/* KILN_CONV_LEGACY=1 in the environment: every convolution on the legacy API
+ * (A/B comparisons; tactics are then legacy algorithm indices). */
+static bool force_legacy(void)
+{
+    const char *e = getenv("KILN_CONV_LEGACY");
+    return e && e[0] == '1';
+}
+
+/* Whether the launch is a forward convolution on the backend API path. */
+static bool is_forward(const conv_state *st) { return st->a.kind != KIND_CONVT && !force_legacy(); }
+
 static int conv_tactic_count(const kiln_cuda_launch *l)
 {
     conv_state tmp, *st;
@@ -872,7 +999,20 @@ static int conv_tactic_count(const kiln_cuda_launch *l)
     conv_plan p;
     const algo_list *al = NULL;
     int n = 1;
-    if (!plan_and_algos(l, st, &p, &al, &err) && al) n = tactics_of(st, &p, al);
+    if (!make_plan(l, st, &p, &err) && !p.empty) {
+        if (is_forward(st)) {
+            kiln_cg_spec sp;
+            make_spec(l, st, &p, &sp);
+            n = kiln__cg_tactic_count(l->ex->cudnn, &sp);
+            st->timed = n > 0;
+            st->timing_next = 0;
+            st->timed_spec = sp;
+        } else {
+            n = 0;
+        }
+        /* nothing from the backend API (or ConvTranspose): the legacy algorithms */
+        if (n <= 0 && !plan_and_algos(l, st, &p, &al, &err) && al) n = tactics_of(st, &p, al);
+    }
     pthread_mutex_unlock(&st->mu);
     state_put(&tmp, st);
     return n > 0 ? n : 1;
@@ -888,9 +1028,34 @@ static size_t conv_workspace(const kiln_cuda_launch *l)
     const algo_list *al = NULL;
     size_t ws = 0;
     if (!plan_and_algos(l, st, &p, &al, &err) && al) {
-        int e = pick_entry(st, &p, al, l->tactic, WS_LIMIT);
+        size_t legacy = 0, graph = 0;
+        int e;
+        if (is_forward(st)) {
+            /* Builds the plan here, outside any capture. The legacy algorithm
+             * (cuDNN's first choice) is what launch falls back to: room for both. */
+            kiln_cg_spec sp;
+            kiln_cg_choice c;
+            make_spec(l, st, &p, &sp);
+            if (st->timed) {
+                if (l->tactic == st->timing_next) st->timing_next++;
+                else st->timed = false;
+            }
+            kiln_status cs = kiln__cg_resolve(l->ex->cudnn, &sp, l->tactic, timing_at(st, &sp), WS_LIMIT, &c);
+            if (cs == KILN_ERR_UNSUPPORTED) {
+                /* not a candidate while timing: launch refuses it, no memory for it */
+                pthread_mutex_unlock(&st->mu);
+                state_put(&tmp, st);
+                return 0;
+            }
+            if (!cs && c.found) graph = c.ws;
+            bool legacy_mode = kiln__cg_tactic_count(l->ex->cudnn, &sp) == 0;
+            e = pick_entry(st, &p, al, legacy_mode ? l->tactic : -1, WS_LIMIT);
+        } else {
+            e = pick_entry(st, &p, al, l->tactic, WS_LIMIT);
+        }
         if (e == -1) e = precomp_index(al);
-        ws = packs_bytes(&p) + (e >= 0 ? align_up(al->a[e].ws) : 0);
+        if (e >= 0) legacy = al->a[e].ws;
+        ws = packs_bytes(&p) + align_up(legacy > graph ? legacy : graph);
     }
     pthread_mutex_unlock(&st->mu);
     state_put(&tmp, st);
@@ -902,7 +1067,7 @@ static kiln_status run_epilogue(const kiln_cuda_launch *l, const conv_state *st,
     const conv_attrs *a = &st->a;
     const kiln_cuda_tensor *src = p->ytemp ? &p->yc : &p->y;
     int rc = kiln__cuda_conv_epilogue(&p->y, src, p->yoff, p->has_b ? &p->b : NULL, p->has_s ? &p->s : NULL,
-                                      p->has_z ? &p->z : NULL, a->act, a->alpha, a->beta, a->out_scale,
+                                      p->has_z ? &p->z : NULL, a->act, a->after, a->alpha, a->beta, a->out_scale,
                                       a->z_scale, l->ex->stream);
     return kiln__cuda_check(rc, l->node, "conv epilogue", err);
 }
@@ -951,21 +1116,32 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, conv_state *st, kiln
     if (!p.x.ptr || !p.w.ptr || !p.y.ptr || (p.has_b && !p.b.ptr) || (p.has_s && !p.s.ptr) || (p.has_z && !p.z.ptr))
         return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): an input or output has no device address",
                           node->name, node->op_type);
+    /* No plan building inside a CUDA graph capture: cached plans only. */
+    bool capturing = false;
+    enum cudaStreamCaptureStatus cst = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing((cudaStream_t)l->ex->stream, &cst) != cudaSuccess) {
+        (void)cudaGetLastError();
+        capturing = true;
+    } else {
+        capturing = cst != cudaStreamCaptureStatusNone;
+    }
+    kiln_cg_spec sp;
+    bool fwd = is_forward(st);
+    if (fwd) {
+        make_spec(l, st, &p, &sp);
+        kiln_cg_choice c0;
+        if (timing_at(st, &sp) && !capturing &&
+            kiln__cg_resolve(l->ex->cudnn, &sp, l->tactic, true, WS_LIMIT, &c0) == KILN_ERR_UNSUPPORTED)
+            return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): tactic %d is not a candidate for this shape",
+                              node->name, node->op_type, l->tactic);
+    }
     size_t packs = packs_bytes(&p);
     if (packs > l->ex->workspace_bytes || (packs && !l->ex->workspace))
         return kiln__fail(err, KILN_ERR_LIMIT, "node '%s' (%s): needs %zu bytes of workspace for copies, has %zu",
                           node->name, node->op_type, packs, l->ex->workspace_bytes);
     size_t ws_avail = l->ex->workspace_bytes - packs;
-    int e = pick_entry(st, &p, al, l->tactic, ws_avail);
-    if (e == -2)
-        return kiln__fail(err, al->n ? KILN_ERR_LIMIT : KILN_ERR_UNSUPPORTED,
-                          al->n ? "node '%s' (%s): no cuDNN algorithm fits the %zu bytes of workspace left"
-                                : "node '%s' (%s): no cuDNN algorithm supports this convolution (%zu bytes of workspace)",
-                          node->name, node->op_type, ws_avail);
-    bool fused = e == -1;
-    if (fused) e = precomp_index(al);
 
-    /* Copies first (fixed offsets), the algorithm's workspace after them. */
+    /* Copies first (fixed offsets), the convolution's workspace after them. */
     uint8_t *base = l->ex->workspace;
     size_t off = 0;
     if (p.xpack) {
@@ -984,6 +1160,42 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, conv_state *st, kiln
         p.yc.ptr = base + off;
         off += align_up(p.ybytes);
     }
+
+    int legacy_tactic = l->tactic;
+    if (fwd) {
+        kiln_cg_ptrs ptrs = {.x = p.xc.ptr, .w = p.wc.ptr, .y = p.yc.ptr, .b = p.has_b ? p.b.ptr : NULL,
+                             .slope = st->s.ptr, .slope1 = st->s1.ptr, .z = p.has_z ? p.z.ptr : NULL};
+        const void *chk[7] = {ptrs.x, ptrs.w, ptrs.y, ptrs.b, ptrs.slope, ptrs.slope1, ptrs.z};
+        bool aligned = true;
+        for (int k = 0; k < 7; k++)
+            if ((uintptr_t)chk[k] % 16) aligned = false;
+        if (aligned) {
+            kiln_cg_choice c;
+            void *cws = base ? base + off : NULL;
+            s = kiln__cg_run(l->ex->cudnn, &sp, l->tactic, timing_at(st, &sp), !capturing, cws, ws_avail, &ptrs, &c,
+                             node, err);
+            if (s) return s;
+            if (c.found) return !c.fused && needs_epilogue(st, &p) ? run_epilogue(l, st, &p, err) : KILN_OK;
+            legacy_tactic = -1; /* backend codes mean nothing to the legacy list */
+            if (!capturing) {
+                /* no engine at all from the backend API at this shape: tactic_count
+                 * offered the legacy algorithms, so the tactic is a legacy index */
+                if (kiln__cg_tactic_count(l->ex->cudnn, &sp) == 0) legacy_tactic = l->tactic;
+            }
+        } else {
+            legacy_tactic = -1;
+        }
+    }
+
+    int e = pick_entry(st, &p, al, legacy_tactic, ws_avail);
+    if (e == -2)
+        return kiln__fail(err, al->n ? KILN_ERR_LIMIT : KILN_ERR_UNSUPPORTED,
+                          al->n ? "node '%s' (%s): no cuDNN algorithm fits the %zu bytes of workspace left"
+                                : "node '%s' (%s): no cuDNN algorithm supports this convolution (%zu bytes of workspace)",
+                          node->name, node->op_type, ws_avail);
+    bool fused = e == -1;
+    if (fused) e = precomp_index(al);
+
     void *ws = al->a[e].ws ? base + off : NULL;
     size_t ws_bytes = al->a[e].ws;
     if (fused) {

@@ -1,6 +1,7 @@
 /*
  * Kernels of the conv family that cuDNN does not provide:
- *  - the epilogue: y = act(src + bias[c]) * out_scale + z_scale * z, one pass,
+ *  - the epilogue: y = act(src + bias[c]) * out_scale + z_scale * z (or, with
+ *    `after`, act((src + bias[c]) * out_scale + z_scale * z)), one pass,
  *    in place over cuDNN's output (or from a cropped temporary for ConvTranspose);
  *  - a strided copy with zero fill, used to pad inputs whose begin/end pads
  *    differ and to reorder tensors cuDNN cannot read in place.
@@ -58,6 +59,7 @@ struct EpiScalars {
     const void *bias, *slope;
     int64_t bias_stride, slope_stride;
     float a, b, out_scale, z_scale;
+    int after; /* activation after the residual add */
 };
 
 template <typename T, int ACT>
@@ -66,6 +68,7 @@ __device__ __forceinline__ float epi_value(float v, int64_t c, float zv, const E
     if (s.bias) v += to_f(__ldg(static_cast<const T *>(s.bias) + c * s.bias_stride));
     float slope = 0.f;
     if (ACT == ACT_PRELU) slope = to_f(__ldg(static_cast<const T *>(s.slope) + c * s.slope_stride));
+    if (ACT != ACT_NONE && s.after) return act_fn<ACT>(v * s.out_scale + s.z_scale * zv, s.a, s.b, slope);
     v = act_fn<ACT>(v, s.a, s.b, slope);
     return v * s.out_scale + s.z_scale * zv;
 }
@@ -149,9 +152,14 @@ __global__ void epi_general(EpiGeneral g, EpiScalars s, int64_t total)
         float v = valid ? to_f(static_cast<const T *>(g.src)[so]) : 0.f;
         if (s.bias) v += to_f(static_cast<const T *>(s.bias)[c * s.bias_stride]);
         float slope = g.act == ACT_PRELU ? to_f(static_cast<const T *>(s.slope)[c * s.slope_stride]) : 0.f;
-        v = act_any(g.act, v, s.a, s.b, slope);
         float zv = g.z ? to_f(static_cast<const T *>(g.z)[zo]) : 0.f;
-        static_cast<T *>(g.y)[yo] = from_f<T>(v * s.out_scale + s.z_scale * zv);
+        if (s.after) {
+            v = act_any(g.act, v * s.out_scale + s.z_scale * zv, s.a, s.b, slope);
+        } else {
+            v = act_any(g.act, v, s.a, s.b, slope);
+            v = v * s.out_scale + s.z_scale * zv;
+        }
+        static_cast<T *>(g.y)[yo] = from_f<T>(v);
     }
 }
 
@@ -230,7 +238,8 @@ static void launch_fast(int act, T *y, const T *z, const EpiScalars &s, uint32_t
 }
 
 /*
- * y = act(src + bias[c]) * out_scale + z_scale * z. y, src and z have rank 3..5
+ * y = act(src + bias[c]) * out_scale + z_scale * z, or with `after`
+ * act((src + bias[c]) * out_scale + z_scale * z). y, src and z have rank 3..5
  * with the channel at dim 1; src may be y itself (in place) or a temporary whose
  * coordinates are y's plus src_off (outside src: 0). bias and slope are NULL or
  * per-channel vectors (dims[0] entries, strides[0] apart; slope stride 0 for
@@ -239,7 +248,8 @@ static void launch_fast(int act, T *y, const T *z, const EpiScalars &s, uint32_t
 extern "C" int kiln__cuda_conv_epilogue(const kiln_cuda_tensor *y, const kiln_cuda_tensor *src,
                                         const int64_t *src_off, const kiln_cuda_tensor *bias,
                                         const kiln_cuda_tensor *slope, const kiln_cuda_tensor *z, int act,
-                                        float alpha, float beta, float out_scale, float z_scale, void *stream)
+                                        int after, float alpha, float beta, float out_scale, float z_scale,
+                                        void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
     if (y->rank < 3 || y->rank > EPI_MAX_RANK || src->rank != y->rank || (z && z->rank != y->rank))
@@ -257,6 +267,7 @@ extern "C" int kiln__cuda_conv_epilogue(const kiln_cuda_tensor *y, const kiln_cu
     s.b = beta;
     s.out_scale = out_scale;
     s.z_scale = z_scale;
+    s.after = after;
     if (act == ACT_PRELU && !s.slope) return (int)cudaErrorInvalidValue;
     if (!z) s.z_scale = 0.f;
 

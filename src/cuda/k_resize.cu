@@ -689,6 +689,49 @@ __global__ void __launch_bounds__(THREADS) k_gridsample(const T *__restrict__ x,
     }
 }
 
+/*
+ * 4-D GridSample with one thread per output pixel: the taps and weights (the
+ * costly part: double-precision coordinate math as the reference) are
+ * computed once and reused for every channel, in the same order as the
+ * per-element kernel above.
+ */
+template <class T>
+__global__ void __launch_bounds__(THREADS) k_gridsample_px(const T *__restrict__ x, const T *__restrict__ grid,
+                                                           T *__restrict__ y, GsGeo g, int64_t npix, int64_t C,
+                                                           int64_t Ho, int64_t Wo)
+{
+    for (int64_t i = (int64_t)blockIdx.x * THREADS + threadIdx.x; i < npix; i += (int64_t)gridDim.x * THREADS) {
+        const int64_t wo = i % Wo, r = i / Wo, ho = r % Ho, n = r / Ho;
+        const T *gp = grid + n * g.gs[0] + ho * g.gs[1] + wo * g.gs[2];
+        int64_t ti[2][4];
+        double tw[2][4];
+        int nt[2];
+        /* grid's last dim lists the innermost spatial dim (W) first. */
+        nt[0] = gs_axis(g, (double)tof(gp[g.gs[3]]), g.len[0], ti[0], tw[0]);
+        nt[1] = gs_axis(g, (double)tof(gp[0]), g.len[1], ti[1], tw[1]);
+        int64_t off[16];
+        double w[16];
+        int nc = 0;
+        for (int a = 0; a < nt[0]; a++) {
+            if (ti[0][a] < 0) continue;
+            for (int b = 0; b < nt[1]; b++) {
+                if (ti[1][b] < 0) continue;
+                off[nc] = ti[0][a] * g.xs[2] + ti[1][b] * g.xs[3];
+                w[nc] = tw[0][a] * tw[1][b];
+                nc++;
+            }
+        }
+        const T *xp = x + n * g.xs[0];
+        T *yp = y + n * g.ys[0] + ho * g.ys[2] + wo * g.ys[3];
+        for (int64_t c = 0; c < C; c++) {
+            const T *xc = xp + c * g.xs[1];
+            double acc = 0;
+            for (int k = 0; k < nc; k++) acc += w[k] * (double)tof(xc[off[k]]);
+            yp[c * g.ys[1]] = fromf<T>((float)acc);
+        }
+    }
+}
+
 } // namespace
 
 /*
@@ -829,6 +872,19 @@ extern "C" int kiln__kgs_gridsample(const kgs_args *a, void *stream)
         g.od[i] = a->ydims[ord[i]];
     }
     cudaStream_t st = (cudaStream_t)stream;
+    if (D == 2) {
+        /* one thread per output pixel, looping over channels */
+        const int64_t npix = a->ydims[0] * a->ydims[2] * a->ydims[3];
+        unsigned bp = blocks_for(npix);
+        if (a->dt == KILN_DT_FLOAT)
+            k_gridsample_px<float><<<bp, THREADS, 0, st>>>((const float *)a->x, (const float *)a->grid, (float *)a->y, g,
+                                                           npix, a->ydims[1], a->ydims[2], a->ydims[3]);
+        else
+            k_gridsample_px<__half><<<bp, THREADS, 0, st>>>((const __half *)a->x, (const __half *)a->grid,
+                                                            (__half *)a->y, g, npix, a->ydims[1], a->ydims[2],
+                                                            a->ydims[3]);
+        return (int)cudaGetLastError();
+    }
     unsigned b = blocks_for(g.total);
     if (a->dt == KILN_DT_FLOAT) {
         const float *x = (const float *)a->x, *gr = (const float *)a->grid;

@@ -101,7 +101,24 @@ typedef struct kiln_tensor {
     kiln_value v;       /* dtype + (symbolic) shape; data for constants (owned) */
     int producer;       /* node index, -1 for inputs/constants */
     bool is_output;
+    /* --- surgeon (issue 5): ONNX metadata kept for the writer --- */
+    struct kiln_tensor_decl *decl; /* declared type from value_info/output, owned; NULL: none */
+    char *doc_string;              /* initializer/value_info doc string, owned; NULL: none */
+    /* --- end surgeon --- */
 } kiln_tensor;
+
+/* --- surgeon (issue 5) --- */
+/* A tensor's type as the ONNX file declared it (value_info or graph output), so the writer
+ * can give back what it did not change. dims[i] < 0 with names[i] NULL: unknown dim. */
+typedef struct kiln_tensor_decl {
+    int32_t elem_type; /* ONNX code; 0: none */
+    int rank;          /* -1: no shape */
+    int64_t dims[KILN_MAX_DIMS];
+    char *names[KILN_MAX_DIMS]; /* dim_param or NULL; owned */
+} kiln_tensor_decl;
+void kiln__tensor_decl_free(kiln_tensor_decl *d);
+kiln_tensor_decl *kiln__tensor_decl_clone(const kiln_tensor_decl *d);
+/* --- end surgeon --- */
 
 struct kiln_op_schema;
 
@@ -117,6 +134,7 @@ typedef struct kiln_node {
     int64_t opset;      /* opset of the node's domain in the model */
     const struct kiln_op_schema *schema;
     void *params;       /* schema->params_size bytes, filled by parse_attrs */
+    char *doc_string;   /* surgeon (issue 5): NodeProto.doc_string, owned; NULL: none */
 } kiln_node;
 
 struct kiln_network {
@@ -135,7 +153,18 @@ struct kiln_network {
     char *producer_name;
     int64_t ir_version;
     char last_error[1024];
+    /* --- surgeon (issue 5): ModelProto/GraphProto metadata kept for the writer (owned) --- */
+    char *producer_version, *model_doc, *model_domain, *graph_name, *graph_doc;
+    int64_t model_version;
+    int n_meta;
+    char **meta_keys, **meta_values;       /* metadata_props */
+    int n_opsets;
+    char **opset_domains;                  /* opset_import, every domain ("" default) */
+    int64_t *opset_versions;
+    /* --- end surgeon --- */
 };
+/* surgeon (issue 5): copies the metadata above (and producer/ir_version) from src; false on OOM. */
+bool kiln__net_copy_meta(kiln_network *dst, const kiln_network *src);
 
 /* Tensor lookup by name; -1 if absent. */
 int kiln__net_find_tensor(const kiln_network *net, const char *name);

@@ -1,5 +1,6 @@
 /* The network: tensors and nodes by index, names hashed. Built by the ONNX importer or by hand. */
 #include "ir.h"
+#include "../plugin/plugin.h" /* plugin nodes (issue 4) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,8 @@ void kiln_network_free(kiln_network *net)
     for (int i = 0; i < net->n_tensors; i++) {
         free(net->tensors[i].name);
         value_free_data(&net->tensors[i].v);
+        kiln__tensor_decl_free(net->tensors[i].decl); /* surgeon */
+        free(net->tensors[i].doc_string);
     }
     for (int i = 0; i < net->n_nodes; i++) {
         kiln_node *n = &net->nodes[i];
@@ -68,7 +71,9 @@ void kiln_network_free(kiln_network *net)
         free(n->out);
         for (int a = 0; a < n->n_attrs; a++) attr_free(&n->attrs[a]);
         free(n->attrs);
+        kiln__plugin_params_release(n); /* plugins (issue 4) */
         free(n->params);
+        free(n->doc_string); /* surgeon */
     }
     for (int i = 0; i < net->n_syms; i++) free(net->syms[i]);
     free(net->syms);
@@ -78,8 +83,106 @@ void kiln_network_free(kiln_network *net)
     free(net->outputs);
     free(net->hash);
     free(net->producer_name);
+    /* --- surgeon (issue 5) metadata --- */
+    free(net->producer_version);
+    free(net->model_doc);
+    free(net->model_domain);
+    free(net->graph_name);
+    free(net->graph_doc);
+    for (int i = 0; i < net->n_meta; i++) {
+        free(net->meta_keys[i]);
+        free(net->meta_values[i]);
+    }
+    free(net->meta_keys);
+    free(net->meta_values);
+    for (int i = 0; i < net->n_opsets; i++) free(net->opset_domains[i]);
+    free(net->opset_domains);
+    free(net->opset_versions);
+    /* --- end surgeon --- */
     free(net);
 }
+
+/* --- surgeon (issue 5): declared types and model metadata ------------------ */
+
+void kiln__tensor_decl_free(kiln_tensor_decl *d)
+{
+    if (!d) return;
+    for (int i = 0; i < KILN_MAX_DIMS; i++) free(d->names[i]);
+    free(d);
+}
+
+kiln_tensor_decl *kiln__tensor_decl_clone(const kiln_tensor_decl *d)
+{
+    if (!d) return NULL;
+    kiln_tensor_decl *c = kiln__malloc(sizeof *c);
+    if (!c) return NULL;
+    *c = *d;
+    for (int i = 0; i < KILN_MAX_DIMS; i++) c->names[i] = NULL;
+    for (int i = 0; i < KILN_MAX_DIMS; i++)
+        if (d->names[i] && !(c->names[i] = kiln__strdup(d->names[i]))) {
+            kiln__tensor_decl_free(c);
+            return NULL;
+        }
+    return c;
+}
+
+static bool dup_opt(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = NULL;
+    return !src || (*dst = kiln__strdup(src)) != NULL;
+}
+
+bool kiln__net_copy_meta(kiln_network *dst, const kiln_network *src)
+{
+    if (dst == src) return true;
+    dst->ir_version = src->ir_version;
+    dst->model_version = src->model_version;
+    if (!dup_opt(&dst->producer_name, src->producer_name) || !dup_opt(&dst->producer_version, src->producer_version) ||
+        !dup_opt(&dst->model_doc, src->model_doc) || !dup_opt(&dst->model_domain, src->model_domain) ||
+        !dup_opt(&dst->graph_name, src->graph_name) || !dup_opt(&dst->graph_doc, src->graph_doc))
+        return false;
+    if (src->n_meta) {
+        char **k = kiln__calloc((size_t)src->n_meta, sizeof *k), **v = kiln__calloc((size_t)src->n_meta, sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return false;
+        }
+        for (int i = 0; i < dst->n_meta; i++) {
+            free(dst->meta_keys[i]);
+            free(dst->meta_values[i]);
+        }
+        free(dst->meta_keys);
+        free(dst->meta_values);
+        dst->meta_keys = k;
+        dst->meta_values = v;
+        dst->n_meta = src->n_meta;
+        for (int i = 0; i < src->n_meta; i++)
+            if (!(k[i] = kiln__strdup(src->meta_keys[i])) || !(v[i] = kiln__strdup(src->meta_values[i]))) return false;
+    }
+    if (src->n_opsets) {
+        char **d = kiln__calloc((size_t)src->n_opsets, sizeof *d);
+        int64_t *ver = kiln__calloc((size_t)src->n_opsets, sizeof *ver);
+        if (!d || !ver) {
+            free(d);
+            free(ver);
+            return false;
+        }
+        for (int i = 0; i < dst->n_opsets; i++) free(dst->opset_domains[i]);
+        free(dst->opset_domains);
+        free(dst->opset_versions);
+        dst->opset_domains = d;
+        dst->opset_versions = ver;
+        dst->n_opsets = src->n_opsets;
+        for (int i = 0; i < src->n_opsets; i++) {
+            ver[i] = src->opset_versions[i];
+            if (!(d[i] = kiln__strdup(src->opset_domains[i]))) return false;
+        }
+    }
+    return true;
+}
+/* --- end surgeon --- */
 
 const char *kiln_network_last_error(const kiln_network *net)
 {
@@ -416,6 +519,7 @@ kiln_status kiln_network_add_node(kiln_network *net, const char *node_name, cons
     }
     /* Unknown ops stay in the graph (inspect reports them all at once); running them fails. */
     n->schema = kiln__op_schema_find(n->domain, n->op_type);
+    if (!n->schema) n->schema = kiln__plugin_schema_for_node(n); /* plugins (issue 4): no built-in op, maybe a plugin */
     if (n->schema) {
         const kiln_op_schema *sc = n->schema;
         if (n_inputs < sc->min_inputs || (sc->max_inputs >= 0 && n_inputs > sc->max_inputs))

@@ -1,5 +1,6 @@
 /* Deep copy of a network, rebuilt through the public network API. */
 #include "ir.h"
+#include "../plugin/plugin.h" /* plugin nodes (issue 4) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +85,11 @@ kiln_status kiln__net_clone(const kiln_network *src, kiln_network **out, kiln_er
         free(ts);
         free(av);
         if (s) return copy_fail(dst, err, s);
+        /* plugins (issue 4): the copy keeps the instance state (e.g. deserialized), not only the attributes */
+        if ((s = kiln__plugin_params_copy(&dst->nodes[dst->n_nodes - 1], n, err))) {
+            kiln_network_free(dst);
+            return s;
+        }
     }
     for (int i = 0; i < src->n_outputs; i++)
         if ((s = kiln_network_mark_output(dst, src->tensors[src->outputs[i]].name))) return copy_fail(dst, err, s);
@@ -97,6 +103,24 @@ kiln_status kiln__net_clone(const kiln_network *src, kiln_network **out, kiln_er
             dst->tensors[d].v.shape = t->v.shape;
         }
     }
+    /* --- surgeon (issue 5): ONNX metadata, declared types, doc strings --- */
+    bool meta_ok = kiln__net_copy_meta(dst, src);
+    for (int i = 0; meta_ok && i < src->n_tensors; i++) {
+        const kiln_tensor *t = &src->tensors[i];
+        if (!t->decl && !t->doc_string) continue;
+        int d = kiln__net_find_tensor(dst, t->name);
+        if (d < 0) continue;
+        if (t->decl && !(dst->tensors[d].decl = kiln__tensor_decl_clone(t->decl))) meta_ok = false;
+        if (t->doc_string && !(dst->tensors[d].doc_string = kiln__strdup(t->doc_string))) meta_ok = false;
+    }
+    for (int i = 0; meta_ok && i < src->n_nodes && i < dst->n_nodes; i++)
+        if (src->nodes[i].doc_string && !(dst->nodes[i].doc_string = kiln__strdup(src->nodes[i].doc_string)))
+            meta_ok = false;
+    if (!meta_ok) {
+        kiln_network_free(dst);
+        return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    /* --- end surgeon --- */
     *out = dst;
     return KILN_OK;
 }

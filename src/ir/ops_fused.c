@@ -4,6 +4,8 @@
  *
  * kiln::FusedConv — a Conv with its epilogue:
  *   y = act(conv(X, W) + B) * out_scale + z_scale * Z
+ * or, with act_after_residual = 1 (ResNet's relu(conv + b + z)):
+ *   y = act((conv(X, W) + B) * out_scale + z_scale * Z)
  * Inputs:  X, W, B (optional), S (optional: PRelu slope, one value per output
  *          channel or a single value, any shape holding that many, e.g. [C] or
  *          [C,1,1]; indexed by channel), Z (optional residual, y's shape and type).
@@ -14,6 +16,7 @@
  *   act_beta    FLOAT   Clip max (default +inf)
  *   out_scale   FLOAT   default 1
  *   z_scale     FLOAT   default 1
+ *   act_after_residual INT  0 (default) or 1: where the activation applies, above
  *   fused_nodes STRING  the ONNX node names merged into it, comma separated (profiling)
  * LeakyRelu(x) = x >= 0 ? x : alpha*x; PRelu(x) = x < 0 ? S[c]*x : x;
  * Clip(x) = min(max(x, alpha), beta), NaN passing through.
@@ -32,6 +35,7 @@
 typedef struct fused_conv_params {
     _Alignas(max_align_t) unsigned char conv[CONV_PARAMS_ROOM];
     int activation; /* index into act_names */
+    int after;      /* act_after_residual */
     float alpha, beta, out_scale, z_scale;
 } fused_conv_params;
 
@@ -62,6 +66,12 @@ static kiln_status fused_parse(const kiln_node *node, void *pp, kiln_err *err)
         if ((s = kiln__attr_expect(node, floats[i], KILN_ATTR_FLOAT, err))) return s;
     if ((s = kiln__attr_expect(node, "activation", KILN_ATTR_STRING, err))) return s;
     if ((s = kiln__attr_expect(node, "fused_nodes", KILN_ATTR_STRING, err))) return s;
+    if ((s = kiln__attr_expect(node, "act_after_residual", KILN_ATTR_INT, err))) return s;
+    int64_t after = kiln__attr_int(node, "act_after_residual", 0);
+    if (after != 0 && after != 1)
+        return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (FusedConv): act_after_residual is %lld, must be 0 or 1",
+                          node->name, (long long)after);
+    p->after = (int)after;
     const char *act = kiln__attr_string(node, "activation", "");
     p->activation = -1;
     for (int i = 0; i < ACT_COUNT; i++)

@@ -9,6 +9,7 @@
  * attributes or the function's defaults.
  */
 #include "onnx_internal.h"
+#include "../ir/ir.h" /* surgeon (issue 5): metadata fields for the writer */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,6 +400,11 @@ static kiln_status emit_node(importer *im, const Kiln__Onnx__NodeProto *node, co
     st = kiln_network_add_node(im->net, name, op, is_default_domain(node->domain) ? "" : node->domain,
                                (int)node->n_input, ins, (int)node->n_output, outs, n_refs, vals);
     if (st) net_error(im, st);
+    /* surgeon (issue 5): the node's doc string, for the writer (top-level nodes only) */
+    else if (!ctx && node->doc_string && *node->doc_string) {
+        kiln_node *added = &im->net->nodes[im->net->n_nodes - 1];
+        if (!(added->doc_string = kiln__strdup(node->doc_string))) st = oom(im);
+    }
 done:
     scratch_free(&sc);
     return st;
@@ -655,6 +661,91 @@ static kiln_status collect_names(importer *im, const Kiln__Onnx__GraphProto *g)
     return KILN_OK;
 }
 
+/* --- surgeon (issue 5): metadata the writer gives back -------------------- */
+
+static bool set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = NULL;
+    return !src || !*src || (*dst = kiln__strdup(src)) != NULL;
+}
+
+/* The declared type of a value_info / graph output, kept on its tensor. */
+static kiln_status import_decl(importer *im, const Kiln__Onnx__ValueInfoProto *vi)
+{
+    int t = kiln__net_find_tensor(im->net, str_or_empty(vi->name));
+    if (t < 0) return KILN_OK; /* value_info of a name no node uses: nothing to keep */
+    kiln_tensor *tt = &im->net->tensors[t];
+    if (vi->doc_string && *vi->doc_string && !set_str(&tt->doc_string, vi->doc_string)) return oom(im);
+    if (!vi->type || vi->type->value_case != KILN__ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || tt->decl) return KILN_OK;
+    const Kiln__Onnx__TypeProto__Tensor *tp = vi->type->tensor_type;
+    if (tp->shape && tp->shape->n_dim > KILN_MAX_DIMS) return KILN_OK;
+    kiln_tensor_decl *d = kiln__calloc(1, sizeof *d);
+    if (!d) return oom(im);
+    d->elem_type = tp->has_elem_type ? tp->elem_type : 0;
+    d->rank = tp->shape ? (int)tp->shape->n_dim : -1;
+    for (int i = 0; i < d->rank; i++) {
+        const Kiln__Onnx__TensorShapeProto__Dimension *dm = tp->shape->dim[i];
+        d->dims[i] = -1;
+        if (dm->value_case == KILN__ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) d->dims[i] = dm->dim_value;
+        else if (dm->value_case == KILN__ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM && dm->dim_param &&
+                 *dm->dim_param && !(d->names[i] = kiln__strdup(dm->dim_param))) {
+            kiln__tensor_decl_free(d);
+            return oom(im);
+        }
+    }
+    tt->decl = d;
+    return KILN_OK;
+}
+
+static kiln_status import_meta(importer *im)
+{
+    const Kiln__Onnx__ModelProto *m = im->model;
+    const Kiln__Onnx__GraphProto *g = m->graph;
+    kiln_network *net = im->net;
+    net->ir_version = m->ir_version;
+    net->model_version = m->has_model_version ? m->model_version : 0;
+    if (!set_str(&net->producer_name, m->producer_name) || !set_str(&net->producer_version, m->producer_version) ||
+        !set_str(&net->model_doc, m->doc_string) || !set_str(&net->model_domain, m->domain) ||
+        !set_str(&net->graph_name, g->name) || !set_str(&net->graph_doc, g->doc_string))
+        return oom(im);
+    if (m->n_metadata_props) {
+        net->meta_keys = kiln__calloc(m->n_metadata_props, sizeof(char *));
+        net->meta_values = kiln__calloc(m->n_metadata_props, sizeof(char *));
+        if (!net->meta_keys || !net->meta_values) return oom(im);
+        for (size_t i = 0; i < m->n_metadata_props; i++) {
+            net->n_meta = (int)i + 1;
+            net->meta_keys[i] = kiln__strdup(str_or_empty(m->metadata_props[i]->key));
+            net->meta_values[i] = kiln__strdup(str_or_empty(m->metadata_props[i]->value));
+            if (!net->meta_keys[i] || !net->meta_values[i]) return oom(im);
+        }
+    }
+    if (m->n_opset_import) {
+        net->opset_domains = kiln__calloc(m->n_opset_import, sizeof(char *));
+        net->opset_versions = kiln__calloc(m->n_opset_import, sizeof(int64_t));
+        if (!net->opset_domains || !net->opset_versions) return oom(im);
+        for (size_t i = 0; i < m->n_opset_import; i++) {
+            net->n_opsets = (int)i + 1;
+            net->opset_versions[i] = m->opset_import[i]->version;
+            if (!(net->opset_domains[i] = kiln__strdup(str_or_empty(m->opset_import[i]->domain)))) return oom(im);
+        }
+    }
+    kiln_status st = KILN_OK;
+    for (size_t i = 0; i < g->n_output && !st; i++) st = import_decl(im, g->output[i]);
+    for (size_t i = 0; i < g->n_value_info && !st; i++) st = import_decl(im, g->value_info[i]);
+    for (size_t i = 0; i < g->n_input && !st; i++) {
+        const Kiln__Onnx__ValueInfoProto *vi = g->input[i];
+        int t = vi->doc_string && *vi->doc_string ? kiln__net_find_tensor(net, str_or_empty(vi->name)) : -1;
+        if (t >= 0 && !set_str(&net->tensors[t].doc_string, vi->doc_string)) st = oom(im);
+    }
+    for (size_t i = 0; i < g->n_initializer && !st; i++) {
+        const Kiln__Onnx__TensorProto *tp = g->initializer[i];
+        int t = tp->doc_string && *tp->doc_string ? kiln__net_find_tensor(net, str_or_empty(tp->name)) : -1;
+        if (t >= 0 && !set_str(&net->tensors[t].doc_string, tp->doc_string)) st = oom(im);
+    }
+    return st;
+}
+
 static kiln_status import_model(importer *im)
 {
     const Kiln__Onnx__ModelProto *m = im->model;
@@ -676,7 +767,8 @@ static kiln_status import_model(importer *im)
     if (st) return st;
     for (size_t i = 0; i < g->n_node; i++)
         if ((st = import_node(im, g->node[i], i, NULL))) return st;
-    return import_outputs(im, g);
+    st = import_outputs(im, g);
+    return st ? st : import_meta(im);
 }
 
 /* --- NUL bytes in names -------------------------------------------------- */
@@ -698,7 +790,8 @@ static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 /* Metadata strings are not names; a NUL in them is harmless truncation. */
 static bool is_metadata(const ProtobufCMessageDescriptor *desc, const ProtobufCFieldDescriptor *fd)
 {
-    return desc == &kiln__onnx__model_proto__descriptor || !strcmp(fd->name, "denotation");
+    return desc == &kiln__onnx__model_proto__descriptor || !strcmp(fd->name, "denotation") ||
+           !strcmp(fd->name, "doc_string") || desc == &kiln__onnx__string_string_entry_proto__descriptor;
 }
 
 /*

@@ -10,8 +10,9 @@
  * node keeps the conv's name and records every merged node's name in
  * "fused_nodes" so per-layer profiles still name the ONNX nodes.
  *
- * An Add followed by an activation (ResNet's bottleneck end) is not covered
- * by FusedConv's definition: the Add fuses, the activation stays.
+ * An Add followed by an activation (ResNet's bottleneck end, relu(conv + b + z))
+ * fuses too, when no activation came before the Add: the node then gets
+ * act_after_residual = 1, y = act((conv(X, W) + B) * out_scale + z_scale * Z).
  */
 #include "passes.h"
 #include <float.h>
@@ -29,7 +30,8 @@ typedef struct chain {
     int slope; /* tensor, -1 none */
     float out_scale;
     int z;     /* tensor, -1 none */
-    int nodes[3], n_nodes;
+    bool after; /* activation taken after the residual Add */
+    int nodes[4], n_nodes;
     int out;   /* tensor the fused node writes */
 } chain;
 
@@ -134,8 +136,8 @@ static bool find_chain(const kiln_network *net, const kiln_pass_options *opts, c
     kiln_dtype dt = yv->dtype;
     kiln_shape ys = yv->shape;
     if (!is_float(dt)) return false;
-    int stage = 0; /* 1: activation taken, 2: Mul taken, 3: Add taken */
-    while (stage < 3) {
+    int stage = 0; /* 1: activation taken, 2: Mul taken, 3: Add taken, 4: activation after the Add */
+    while (stage < 4) {
         if (net->tensors[t].is_output || kiln__graph_use_count(u, t) != 1) break;
         int ni = u->node[u->start[t]], slot = u->slot[u->start[t]];
         const kiln_node *n = &net->nodes[ni];
@@ -144,11 +146,14 @@ static bool find_chain(const kiln_network *net, const kiln_pass_options *opts, c
         float scale;
         if (stage < 1 && take_activation(net, n, slot, dt, &ys, ch)) {
             stage = 1;
+        } else if (stage == 3 && ch->act == ACT_NONE && take_activation(net, n, slot, dt, &ys, ch)) {
+            ch->after = true;
+            stage = 4;
         } else if (stage < 2 && !strcmp(n->op_type, "Mul") && n->n_in == 2 && ys.rank >= 0 &&
                    scalar_of(net, n->in[1 - slot], dt, ys.rank, &scale)) {
             ch->out_scale = scale;
             stage = 2;
-        } else if (is_add && n->n_in == 2 && n->in[1 - slot] >= 0 && n->in[1 - slot] != t) {
+        } else if (stage < 3 && is_add && n->n_in == 2 && n->in[1 - slot] >= 0 && n->in[1 - slot] != t) {
             int z = n->in[1 - slot];
             const kiln_value *zv = &net->tensors[z].v;
             if (zv->dtype != dt || !same_shape(&zv->shape, &ys)) break;
@@ -162,6 +167,20 @@ static bool find_chain(const kiln_network *net, const kiln_pass_options *opts, c
         ch->out = t;
     }
     return ch->n_nodes > 0;
+}
+
+/* An INT attribute = 1 (graph_edit.c has setters for FLOAT and STRING only). */
+static kiln_status set_attr_one(kiln_node *n, const char *name, kiln_err *err)
+{
+    kiln_status s = kiln__node_set_attr_float(n, name, 1.0f, err);
+    if (s) return s;
+    for (int i = 0; i < n->n_attrs; i++)
+        if (!strcmp(n->attrs[i].name, name)) {
+            n->attrs[i].type = KILN_ATTR_INT;
+            n->attrs[i].i = 1;
+            n->attrs[i].f = 0.0f;
+        }
+    return KILN_OK;
 }
 
 static kiln_status rewrite(kiln_network *net, int ci, const chain *ch, bool *deleted, kiln_err *err)
@@ -183,6 +202,7 @@ static kiln_status rewrite(kiln_network *net, int ci, const chain *ch, bool *del
         if ((s = kiln__node_set_attr_float(cv, "act_beta", ch->beta, err))) return s;
     if ((s = kiln__node_set_attr_float(cv, "out_scale", ch->out_scale, err))) return s;
     if ((s = kiln__node_set_attr_float(cv, "z_scale", 1.0f, err))) return s;
+    if (ch->after && (s = set_attr_one(cv, "act_after_residual", err))) return s;
     for (int k = 0; k < ch->n_nodes; k++) {
         deleted[ch->nodes[k]] = true;
         if ((s = kiln__node_add_fused_name(cv, net->nodes[ch->nodes[k]].name, err))) return s;
@@ -204,7 +224,7 @@ kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_o
         return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
     }
     s = kiln__graph_uses_build(net, NULL, &u, err);
-    int fused = 0, convs = 0, by_act[ACT_COUNT] = {0}, muls = 0, adds = 0;
+    int fused = 0, convs = 0, by_act[ACT_COUNT] = {0}, muls = 0, adds = 0, afters = 0;
     for (int k = 0; k < net->n_nodes && !s; k++) {
         int ci = order[k];
         kiln_node *cv = &net->nodes[ci];
@@ -219,6 +239,7 @@ kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_o
         by_act[ch.act]++;
         muls += ch.out_scale != 1.0f;
         adds += ch.z >= 0;
+        afters += ch.after;
     }
     kiln__graph_uses_free(&u);
     free(order);
@@ -228,6 +249,7 @@ kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_o
         if (by_act[a]) kiln__pass_note(stats, "%d with %s", by_act[a], act_names[a]);
     if (muls) kiln__pass_note(stats, "%d with a scale", muls);
     if (adds) kiln__pass_note(stats, "%d with a residual Add", adds);
+    if (afters) kiln__pass_note(stats, "%d with the activation after the Add", afters);
     if (fused) {
         kiln_err e2;
         kiln_status s2 = kiln__graph_compact(net, deleted, s ? &e2 : err);

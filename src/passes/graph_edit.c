@@ -5,6 +5,7 @@
  * producers and the name hash rebuilt).
  */
 #include "passes.h"
+#include "../plugin/plugin.h" /* plugin nodes (issue 4) */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,9 @@ static void node_free(kiln_node *n)
     free(n->out);
     for (int a = 0; a < n->n_attrs; a++) attr_free(&n->attrs[a]);
     free(n->attrs);
+    kiln__plugin_params_release(n); /* plugins (issue 4) */
     free(n->params);
+    free(n->doc_string); /* surgeon (issue 5) */
     memset(n, 0, sizeof *n);
 }
 
@@ -253,6 +256,7 @@ kiln_status kiln__node_set_op(kiln_node *n, const char *domain, const char *op_t
     }
     free(n->domain);
     free(n->op_type);
+    kiln__plugin_params_release(n); /* plugins (issue 4) */
     free(n->params);
     n->domain = d;
     n->op_type = o;
@@ -345,6 +349,8 @@ kiln_status kiln__graph_compact(kiln_network *net, const bool *deleted, kiln_err
         if (!map[t]) {
             free(net->tensors[t].name);
             free(net->tensors[t].v.data);
+            kiln__tensor_decl_free(net->tensors[t].decl); /* surgeon (issue 5) */
+            free(net->tensors[t].doc_string);
             map[t] = -1;
             continue;
         }
@@ -368,3 +374,10 @@ kiln_status kiln__graph_compact(kiln_network *net, const bool *deleted, kiln_err
     if (s) return s;
     return rebuild_hash(net, err);
 }
+
+/* ---- begin: helpers for the public graph API (src/graph, owner: graph-api) ----
+ * Declared in src/graph/graph_internal.h; they expose the frees above so the
+ * API does not keep a second copy of what a node owns. */
+void kiln__graph_node_free(kiln_node *n) { node_free(n); }
+void kiln__graph_attr_free(kiln_attr *a) { attr_free(a); }
+/* ---- end: helpers for the public graph API ---- */

@@ -1,5 +1,6 @@
 /* Engine lifecycle: device preparation of weights, save, load with checks, description. */
 #include "context.h"
+#include "../plugin/plugin.h" /* plugin records (issue 4) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,13 @@ kiln_status kiln_engine_describe(const kiln_engine *eng, char **text)
           pl->compute == KILN_DT_FLOAT16 ? "fp16" : "fp32", pl->tactic);
         if (pl->tactic_ms > 0) P(" (%.4f ms)", pl->tactic_ms);
         if (f && f->type == KILN_ATTR_STRING && f->s[0]) P("  fuses %s", f->s);
+        /* plugins (issue 4): the plugin a node needs (recorded in the engine file) */
+        const kiln_plugin_class *pc = kiln__plugin_schema_class(nd->schema);
+        if (pc) {
+            char id[512];
+            kiln__plugin_id_str(pc, id, sizeof id);
+            P("  plugin %s", id);
+        }
         P("\n");
         if (pos + 512 > cap) {
             char *nb = realloc(b, cap * 2);

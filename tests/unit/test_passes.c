@@ -384,6 +384,62 @@ static void test_conv_mul_add_only(void)
     kiln_network_free(net);
 }
 
+/* ResNet's bottleneck end: Conv -> Add z -> Relu is one FusedConv with act_after_residual = 1;
+ * Conv -> Relu -> Add -> Relu takes the first Relu only (one activation per node). */
+static void test_conv_add_relu(void)
+{
+    for (int pre = 0; pre < 2; pre++) {
+        kiln_network *net = new_net(17);
+        add_image_input(net, "x", 4);
+        add_image_input(net, "z", 4);
+        add_conv3(net, "conv", "x", 4, 4, "c");
+        const char *sum = "c";
+        if (pre) {
+            kiln_network_add_activation(net, "relu0", "c", KILN_ACT_RELU, 0, "r0");
+            sum = "r0";
+        }
+        kiln_network_add_elementwise(net, "add", "Add", sum, "z", "a");
+        kiln_network_add_activation(net, "relu", "a", KILN_ACT_RELU, 0, "y");
+        kiln_network_mark_output(net, "y");
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o && count_op(o, "FusedConv") == 1 && o->n_nodes == (pre ? 2 : 1));
+        if (o) {
+            const kiln_node *f = find_node(o, "conv");
+            CHECK(f && f->n_in == 5 && !strcmp(kiln__attr_string(f, "activation", "?"), "Relu"));
+            CHECK(f && kiln__attr_int(f, "act_after_residual", 0) == (pre ? 0 : 1));
+            if (!pre) CHECK(f && !strcmp(kiln__attr_string(f, "fused_nodes", ""), "conv,add,relu"));
+            kiln_host_tensor in[2];
+            fill_random(&in[0], "x", KILN_DT_FLOAT, 4, img);
+            fill_random(&in[1], "z", KILN_DT_FLOAT, 4, img);
+            double ref, d = compare_runs(net, o, 2, in, &ref);
+            CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
+            kiln_host_tensor_release(&in[0]);
+            kiln_host_tensor_release(&in[1]);
+            /* the attribute survives a copy (the builder copies before building) */
+            kiln_network *c = NULL;
+            kiln_err err = {{0}};
+            CHECK(kiln__net_clone(o, &c, &err) == KILN_OK);
+            const kiln_node *fc = c ? find_node(c, "conv") : NULL;
+            CHECK(fc && kiln__attr_int(fc, "act_after_residual", 0) == (pre ? 0 : 1));
+            kiln_network_free(c);
+        }
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+    /* a bad act_after_residual is refused by the schema */
+    kiln_network *net = new_net(17);
+    add_image_input(net, "x", 4);
+    int64_t wd[4] = {4, 4, 3, 3};
+    add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+    const char *in[2] = {"x", "w"}, *out = "y";
+    kiln_attr_value at = {.name = "act_after_residual", .type = KILN_ATTR_INT, .i = 2};
+    CHECK(kiln_network_add_node(net, "f", "FusedConv", "kiln", 2, in, 1, &out, 1, &at) == KILN_ERR_INVALID_ARG);
+    at.i = 1;
+    const char *out2 = "y2";
+    CHECK(kiln_network_add_node(net, "f2", "FusedConv", "kiln", 2, in, 1, &out2, 1, &at) == KILN_OK);
+    kiln_network_free(net);
+}
+
 /* Caffe2's BatchNorm export: Conv -> BN -> Mul [C,1,1] -> Add [C,1,1] -> Relu is one FusedConv;
  * Sub of a per-channel constant and Mul by a scalar fold too; Sub from a constant does not. */
 static void test_fold_scale(void)
@@ -1053,6 +1109,7 @@ int main(int argc, char **argv)
     test_conv_other_acts();
     test_conv_mul_add_only();
     test_conv_sum();
+    test_conv_add_relu();
     test_fold_scale();
     test_double_scale();
     test_not_fusable();

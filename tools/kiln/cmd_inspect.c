@@ -64,8 +64,17 @@ int kiln_cmd_inspect(int argc, char **argv)
     free(hist);
     static char report[65536];
     int unsup = kiln_network_unsupported_report(net, report, sizeof report);
-    if (unsup > 0)
+    if (unsup > 0) {
         printf("cannot run on the cpu backend (%d node(s)):\n%s", unsup, report);
+        /* plugins (issue 4): what could have provided them */
+        int np = kiln_plugin_count();
+        printf("plugins loaded:%s", np ? "" : " none (load with --plugins=LIB)");
+        for (int p = 0; p < np; p++) {
+            const char *pn, *pv, *pns;
+            if (!kiln_plugin_get(p, &pn, &pv, &pns)) printf(" %s%s%s/%s", pns, *pns ? "::" : "", pn, pv);
+        }
+        printf("\n");
+    }
     else
         printf("capability: every node runs on the cpu backend\n");
     kiln_network_free(net);

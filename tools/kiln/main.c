@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+int cli_plugins_take(int *argc, char **argv); /* plugin_flags.c (issue 4) */
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -20,7 +22,11 @@ static void usage(FILE *f)
             "            run an engine on the GPU and time it, as trtexec (kiln exec --help)\n"
             "  compare MODEL [--engine=FILE | build flags] [--atol= --rtol= --check-error-stat=] [--mark-all]\n"
             "            the GPU engine against the CPU reference, per output (kiln compare --help)\n"
-            "  version   print the version\n");
+            "  surgeon (sanitize|extract|replace-op|set-attr|remove-node|rename) IN -o OUT [options]\n"
+            "            clean and edit an ONNX graph and write it back as ONNX (kiln surgeon --help)\n"
+            "  version   print the version\n"
+            "\n"
+            "any command takes --plugins=LIB (repeatable): load a plugin library (include/kiln_plugin.h) first\n");
 }
 
 int cli_error(const char *fmt, ...)
@@ -65,6 +71,9 @@ static int cmd_help(int argc, char **argv)
     return 0;
 }
 
+/* surgeon (issue 5): cmd_surgeon.c */
+int kiln_cmd_surgeon(int argc, char **argv);
+
 /* The one list of commands: dispatch and the "unknown command" message both use it. */
 static const struct {
     const char *name, *alias;
@@ -75,6 +84,7 @@ static const struct {
     {"build", NULL, kiln_cmd_build},
     {"exec", NULL, kiln_cmd_exec},
     {"compare", NULL, kiln_cmd_compare},
+    {"surgeon", NULL, kiln_cmd_surgeon}, /* surgeon (issue 5) */
     {"version", "--version", cmd_version},
     {"help", "--help", cmd_help},
 };
@@ -83,6 +93,12 @@ static const struct {
 int main(int argc, char **argv)
 {
     /* Usage errors are one stderr line (exit 2); the full usage is for 'kiln help' on stdout. */
+    if (argc < 2) {
+        fprintf(stderr, "kiln: no command given (try 'kiln help')\n");
+        return 2;
+    }
+    /* --plugins=LIB, any command (issue 4): loaded here, removed from argv */
+    if (cli_plugins_take(&argc, argv)) return 1;
     if (argc < 2) {
         fprintf(stderr, "kiln: no command given (try 'kiln help')\n");
         return 2;
