@@ -37,10 +37,11 @@ tests)
     ;;
 bench)
     C="${2:-unknown}"
-    PYTHONUNBUFFERED=1 timeout 250 python3 bench/bench.py --kiln $B/kiln --commit="$C" --quick --stages kiln \
-        --cases animevideov3,general-x4v3,rrdbnet-x4plus,resnet50-b64,resnet50-b1 --budget 240 \
+    TOTAL="${TOTAL:-560}"
+    PYTHONUNBUFFERED=1 timeout $((TOTAL * 45 / 100)) python3 bench/bench.py --kiln $B/kiln --commit="$C" --quick --stages kiln \
+        --cases animevideov3,general-x4v3,rrdbnet-x4plus,resnet50-b64,resnet50-b1 --budget $((TOTAL * 45 / 100 - 10)) \
         --out "$OUT/bench" > "$OUT/bench.txt" 2>&1
-    left=$((560 - $(el)))
+    left=$((TOTAL - $(el)))
     PYTHONUNBUFFERED=1 timeout $left python3 bench/bench.py --kiln $B/kiln --commit="$C" --quick \
         --stages eager,kiln --cases edvr-m --budget $((left - 10)) --out "$OUT/bench-edvr" > "$OUT/bench-edvr.txt" 2>&1
     echo "== bench (issue-3 cases, kiln)"; tail -24 "$OUT/bench.txt"

@@ -988,7 +988,13 @@ static bool force_legacy(void)
 }
 
 /* Whether the launch is a forward convolution on the backend API path. */
-static bool is_forward(const conv_state *st) { return st->a.kind != KIND_CONVT && !force_legacy(); }
+/* 2-D (and 1-D, run as 2-D) forward convolutions only: 3-D ones stay on the legacy
+ * API, where they were checked (a backend-API engine faulted on a misaligned address
+ * for test_Conv3d_dilated in fp32 NHWC on the H200). */
+static bool is_forward(const conv_state *st, const conv_plan *p)
+{
+    return st->a.kind != KIND_CONVT && p->nd == 4 && !force_legacy();
+}
 
 static int conv_tactic_count(const kiln_cuda_launch *l)
 {
@@ -1000,7 +1006,7 @@ static int conv_tactic_count(const kiln_cuda_launch *l)
     const algo_list *al = NULL;
     int n = 1;
     if (!make_plan(l, st, &p, &err) && !p.empty) {
-        if (is_forward(st)) {
+        if (is_forward(st, &p)) {
             kiln_cg_spec sp;
             make_spec(l, st, &p, &sp);
             n = kiln__cg_tactic_count(l->ex->cudnn, &sp);
@@ -1030,7 +1036,7 @@ static size_t conv_workspace(const kiln_cuda_launch *l)
     if (!plan_and_algos(l, st, &p, &al, &err) && al) {
         size_t legacy = 0, graph = 0;
         int e;
-        if (is_forward(st)) {
+        if (is_forward(st, &p)) {
             /* Builds the plan here, outside any capture. The legacy algorithm
              * (cuDNN's first choice) is what launch falls back to: room for both. */
             kiln_cg_spec sp;
@@ -1126,7 +1132,7 @@ static kiln_status launch_locked(const kiln_cuda_launch *l, conv_state *st, kiln
         capturing = cst != cudaStreamCaptureStatusNone;
     }
     kiln_cg_spec sp;
-    bool fwd = is_forward(st);
+    bool fwd = is_forward(st, &p);
     if (fwd) {
         make_spec(l, st, &p, &sp);
         kiln_cg_choice c0;
