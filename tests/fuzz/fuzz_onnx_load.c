@@ -9,6 +9,10 @@
  * External data resolves inside that folder only. When KILN_FUZZ_EXTERNAL_DATA
  * names a file (compile-time default or environment), it is copied there as
  * "model.onnx.data", so dynamo-exported seeds load their weights too.
+ *
+ * Every model that loads is also written back with the ONNX writer (the
+ * surgeon's kiln_onnx_write) and that file parsed again: whatever the importer
+ * accepts, the writer must turn into a file the importer accepts again.
  */
 #include "kiln.h"
 #include <stdint.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 static char model_path[4096];
+static char written_path[4096];
 
 static int copy_file(const char *from, const char *to)
 {
@@ -47,6 +52,7 @@ static void remove_work_dir(void)
     unlink(p);
     snprintf(p, sizeof p, "%s/model.onnx.data", work_dir);
     unlink(p);
+    unlink(written_path);
     rmdir(work_dir);
 }
 
@@ -62,6 +68,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     atexit(remove_work_dir);
     snprintf(model_path, sizeof model_path, "%s/model.onnx", work_dir);
+    snprintf(written_path, sizeof written_path, "%s/written.onnx", work_dir);
 
     const char *data = getenv("KILN_FUZZ_EXTERNAL_DATA");
 #ifdef KILN_FUZZ_DEFAULT_EXTERNAL_DATA
@@ -116,6 +123,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st == KILN_OK) {
         if (!net) abort(); /* success must give a network */
         touch_network(net);
+        kiln_onnx_write_options wo = {.struct_size = sizeof wo};
+        if (kiln_onnx_write(net, written_path, &wo) == KILN_OK) {
+            kiln_network *back = NULL;
+            if (kiln_onnx_parse(written_path, &opts, &back) != KILN_OK) {
+                fprintf(stderr, "fuzz_onnx_load: the written model does not load again: %s\n", kiln_last_error());
+                abort();
+            }
+            kiln_network_free(back);
+        }
         kiln_network_free(net);
     } else {
         if (net) abort(); /* failure must leave *out NULL */
