@@ -47,7 +47,7 @@ extern const kiln_cpu_kernel kiln__cpu_lrn[];
 extern const kiln_cpu_kernel kiln__cpu_indexing[];
 extern const kiln_cpu_kernel kiln__cpu_fused[];
 
-/* ---- DeformConv for the built-in DeformConv plugin (src/cpu/cpu_sampling.c) ---- */
+/* ---- DeformConv for the built-in DeformConv plugin (src/cpu/cpu_conv.c) ---- */
 /* 2-D deformable convolution geometry, ONNX DeformConv semantics (begin pads only matter). */
 typedef struct kiln__deform_geom {
     int64_t n, c, h, w;      /* X */
@@ -55,11 +55,11 @@ typedef struct kiln__deform_geom {
     int64_t kh, kw, sh, sw, ph, pw, dh, dw;
     int64_t group, offset_group;
 } kiln__deform_geom;
-/* Row-major contiguous float data; mask and bias may be NULL. The same math as the
- * DeformConv CPU kernel (bilinear im2col + GEMM). Returns 0, or -1 when out of memory.
- * The caller has validated the geometry (divisibility, sizes). */
-int kiln__cpu_deform_conv(const kiln__deform_geom *g, const float *x, const float *w, const float *off,
-                          const float *mask, const float *bias, float *y);
+/* Row-major contiguous float data; mask and bias may be NULL; y is overwritten. Runs the
+ * DeformConv CPU kernel's own code (bilinear im2col + GEMM). Returns 0, or -1 when out of
+ * memory. The caller has validated the geometry (divisibility, sizes, group >= 1). */
+int kiln__cpu_deform_conv_f32(const kiln__deform_geom *g, const float *x, const float *w, const float *off,
+                              const float *mask, const float *bias, float *y);
 /* ---- end DeformConv plugin ---- */
 
 #endif

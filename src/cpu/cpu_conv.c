@@ -5,7 +5,8 @@
  * get leading dims of size 1). Conv is im2col + GEMM per group, tiled over
  * output columns so the column buffer stays bounded (VGG-sized layers would
  * otherwise need hundreds of MiB); groups with few channels use a direct loop.
- * ConvTranspose is GEMM + col2im, DeformConv a bilinear im2col + GEMM.
+ * ConvTranspose is GEMM + col2im, DeformConv a bilinear im2col + GEMM (also
+ * the built-in DeformConv plugin's host path, kiln__cpu_deform_conv_f32).
  * float16/bfloat16 run through float buffers; double runs in double.
  *
  * The type-generic kernels are written once: this file includes itself twice
@@ -204,6 +205,19 @@ static kiln_status deform_run(const kiln_node *node, const void *params, const k
     conv_geom_init(params, in[0], in[1], &out[0], &g);
     const kiln_value *ins[5] = {in[0], in[1], in[2], opt_in(node, in, 3), opt_in(node, in, 4)};
     return dispatch(node, ins, 5, &out[0], &g, deform_f32, deform_f64, err);
+}
+
+/* The built-in DeformConv plugin's host path: its 2-D geometry mapped onto conv_geom. */
+int kiln__cpu_deform_conv_f32(const kiln__deform_geom *dg, const float *x, const float *w, const float *off,
+                              const float *mask, const float *bias, float *y)
+{
+    conv_geom g = {
+        .n = dg->n, .c = dg->c, .m = dg->m, .g = dg->group, .og = dg->offset_group,
+        .in = {1, dg->h, dg->w}, .out = {1, dg->oh, dg->ow}, .k = {1, dg->kh, dg->kw},
+        .s = {1, dg->sh, dg->sw}, .d = {1, dg->dh, dg->dw}, .pb = {0, dg->ph, dg->pw},
+        .in_sz = dg->h * dg->w, .out_sz = dg->oh * dg->ow, .k_sz = dg->kh * dg->kw,
+    };
+    return deform_raw_f32(&g, x, w, off, mask, bias, y) ? 0 : -1;
 }
 
 const kiln_cpu_kernel kiln__cpu_conv[] = {
@@ -448,18 +462,21 @@ static void CONV_FN(deform_im2col)(const CONV_T *x, const CONV_T *off, const CON
     }
 }
 
-/* in: X, W, offset, optional B, optional mask. */
-static kiln_status CONV_FN(deform)(const conv_geom *g, const CONV_T *const *in, CONV_T *y, const kiln_node *node,
-                                   kiln_err *err)
+/*
+ * Deformable convolution on raw row-major arrays (mask and b may be NULL); false
+ * when out of memory. y is overwritten. The DeformConv kernel and the built-in
+ * DeformConv plugin's host execute (kiln__cpu_deform_conv_f32) both run this.
+ */
+static bool CONV_FN(deform_raw)(const conv_geom *g, const CONV_T *x, const CONV_T *w, const CONV_T *off,
+                                const CONV_T *mask, const CONV_T *b, CONV_T *y)
 {
-    const CONV_T *x = in[0], *w = in[1], *off = in[2], *mask = in[4];
     int64_t og = g->og;
     int64_t cg = g->c / g->g, mg = g->m / g->g, kg = cg * g->k_sz;
     int64_t taps = og * g->k_sz;
-    if (g->out_sz == 0 || g->n == 0 || g->m == 0) return KILN_OK;
+    if (g->out_sz == 0 || g->n == 0 || g->m == 0) return true;
     int64_t nb = tile_cols(kg, g->out_sz);
     CONV_T *col = kiln__malloc((size_t)kg * (size_t)nb * sizeof *col);
-    if (!col) return CONV_FN(oom)(node, err);
+    if (!col) return false;
     for (int64_t n = 0; n < g->n; n++)
         for (int64_t grp = 0; grp < g->g; grp++) {
             const CONV_T *wg = w + grp * mg * kg;
@@ -468,14 +485,23 @@ static kiln_status CONV_FN(deform)(const conv_geom *g, const CONV_T *const *in, 
                 int64_t cur = g->out_sz - o0 < nb ? g->out_sz - o0 : nb;
                 CONV_FN(deform_im2col)(x + n * g->c * g->in_sz, off + n * 2 * taps * g->out_sz,
                                        mask ? mask + n * taps * g->out_sz : NULL, g, og, grp, cg, o0, cur, col);
+                /* kg == 0 (no input channels): beta 0 still writes zeros */
                 if (!CONV_GEMM(false, false, mg, cur, kg, 1, wg, kg, col, cur, 0, yg + o0, g->out_sz)) {
                     free(col);
-                    return CONV_FN(oom)(node, err);
+                    return false;
                 }
             }
         }
     free(col);
-    CONV_FN(add_bias)(g, in[3], y);
+    CONV_FN(add_bias)(g, b, y);
+    return true;
+}
+
+/* in: X, W, offset, optional B, optional mask. */
+static kiln_status CONV_FN(deform)(const conv_geom *g, const CONV_T *const *in, CONV_T *y, const kiln_node *node,
+                                   kiln_err *err)
+{
+    if (!CONV_FN(deform_raw)(g, in[0], in[1], in[2], in[4], in[3], y)) return CONV_FN(oom)(node, err);
     return KILN_OK;
 }
 

@@ -7,7 +7,6 @@
  */
 #include "cpu_ops_util.h"
 #include "cpu.h"
-#include "cpu_gemm.h"
 #include "../ir/ops_sampling.h"
 #include <math.h>
 #include <stdlib.h>
@@ -166,76 +165,6 @@ static kiln_status run_gridsample(const kiln_node *node, const void *params, con
     free(cw);
     return KILN_OK;
 }
-
-/* ---- DeformConv for the built-in DeformConv plugin ---- */
-
-/* Bilinear sample of an h x w image at (py, px); corners outside the image count as zero
- * (torchvision / mmcv / ONNX reference semantics, as cpu_conv.c). */
-static float deform_bilinear(const float *img, int64_t h, int64_t w, float py, float px)
-{
-    if (!(py > -1 && py < (float)h && px > -1 && px < (float)w)) return 0;
-    float fy = (float)floor((double)py), fx = (float)floor((double)px);
-    int64_t y0 = (int64_t)fy, x0 = (int64_t)fx, y1 = y0 + 1, x1 = x0 + 1;
-    float ly = py - fy, lx = px - fx, hy = 1 - ly, hx = 1 - lx, v = 0;
-    if (y0 >= 0 && x0 >= 0) v += hy * hx * img[y0 * w + x0];
-    if (y0 >= 0 && x1 < w) v += hy * lx * img[y0 * w + x1];
-    if (y1 < h && x0 >= 0) v += ly * hx * img[y1 * w + x0];
-    if (y1 < h && x1 < w) v += ly * lx * img[y1 * w + x1];
-    return v;
-}
-
-int kiln__cpu_deform_conv(const kiln__deform_geom *g, const float *x, const float *w, const float *off,
-                          const float *mask, const float *bias, float *y)
-{
-    int64_t cg = g->c / g->group, mg = g->m / g->group, taps = g->kh * g->kw, kg = cg * taps;
-    int64_t P = g->oh * g->ow, in_sz = g->h * g->w, cpo = g->c / g->offset_group, otaps = g->offset_group * taps;
-    if (g->n == 0 || g->m == 0 || P == 0) return 0;
-    /* column tile: rows (c, kh, kw) x nb output pixels, bounded to 8M floats */
-    int64_t nb = kg > 0 ? ((int64_t)1 << 23) / kg : P;
-    if (nb < 64) nb = 64;
-    if (nb > P) nb = P;
-    float *col = kiln__malloc((size_t)(kg > 0 ? kg : 1) * (size_t)nb * sizeof *col);
-    if (!col) return -1;
-    for (int64_t n = 0; n < g->n; n++) {
-        const float *xn = x + n * g->c * in_sz, *offn = off + n * 2 * otaps * P;
-        const float *mn = mask ? mask + n * otaps * P : NULL;
-        for (int64_t grp = 0; grp < g->group; grp++) {
-            float *yg = y + (n * g->m + grp * mg) * P;
-            for (int64_t o0 = 0; o0 < P; o0 += nb) {
-                int64_t cur = P - o0 < nb ? P - o0 : nb;
-                float *dst = col;
-                for (int64_t cl = 0; cl < cg; cl++) {
-                    int64_t c = grp * cg + cl;
-                    const float *img = xn + c * in_sz;
-                    for (int64_t i = 0; i < g->kh; i++)
-                        for (int64_t j = 0; j < g->kw; j++, dst += cur) {
-                            int64_t tap = ((c / cpo) * g->kh + i) * g->kw + j;
-                            const float *dy = offn + 2 * tap * P, *dx = dy + P, *mk = mn ? mn + tap * P : NULL;
-                            for (int64_t t = 0; t < cur; t++) {
-                                int64_t o = o0 + t, oh = o / g->ow, ow = o % g->ow;
-                                float py = (float)(oh * g->sh - g->ph + i * g->dh) + dy[o];
-                                float px = (float)(ow * g->sw - g->pw + j * g->dw) + dx[o];
-                                float v = deform_bilinear(img, g->h, g->w, py, px);
-                                dst[t] = mk ? v * mk[o] : v;
-                            }
-                        }
-                }
-                if (kg == 0) {
-                    for (int64_t mm = 0; mm < mg; mm++) memset(yg + mm * P + o0, 0, (size_t)cur * sizeof *y);
-                } else if (!kiln__sgemm(false, false, mg, cur, kg, 1, w + grp * mg * kg, kg, col, cur, 0, yg + o0, P)) {
-                    free(col);
-                    return -1;
-                }
-            }
-        }
-        if (bias)
-            for (int64_t m = 0; m < g->m; m++)
-                for (int64_t o = 0; o < P; o++) y[(n * g->m + m) * P + o] += bias[m];
-    }
-    free(col);
-    return 0;
-}
-/* ---- end DeformConv plugin ---- */
 
 const kiln_cpu_kernel kiln__cpu_sampling[] = {
     {"GridSample", "", run_gridsample},

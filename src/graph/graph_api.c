@@ -310,22 +310,26 @@ static kiln_status attr_new(kiln_network *net, kiln_attr *a, const char *name, k
     return a->name ? KILN_OK : kiln__gapi_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
 }
 
-kiln_status kiln_graph_set_attr_int(kiln_network *net, int node, const char *name, int64_t v)
+/* An INT (value i) or FLOAT (value f) attribute. */
+static kiln_status set_attr_scalar(kiln_network *net, int node, const char *name, kiln_attr_type type, int64_t i,
+                                   float f)
 {
     kiln_attr a;
-    kiln_status s = attr_new(net, &a, name, KILN_ATTR_INT);
+    kiln_status s = attr_new(net, &a, name, type);
     if (s) return s;
-    a.i = v;
+    a.i = i;
+    a.f = f;
     return attrs_commit(net, node, &a, NULL);
+}
+
+kiln_status kiln_graph_set_attr_int(kiln_network *net, int node, const char *name, int64_t v)
+{
+    return set_attr_scalar(net, node, name, KILN_ATTR_INT, v, 0.0f);
 }
 
 kiln_status kiln_graph_set_attr_float(kiln_network *net, int node, const char *name, float v)
 {
-    kiln_attr a;
-    kiln_status s = attr_new(net, &a, name, KILN_ATTR_FLOAT);
-    if (s) return s;
-    a.f = v;
-    return attrs_commit(net, node, &a, NULL);
+    return set_attr_scalar(net, node, name, KILN_ATTR_FLOAT, 0, v);
 }
 
 kiln_status kiln_graph_set_attr_string(kiln_network *net, int node, const char *name, const char *v)
@@ -342,40 +346,36 @@ kiln_status kiln_graph_set_attr_string(kiln_network *net, int node, const char *
     return attrs_commit(net, node, &a, NULL);
 }
 
-kiln_status kiln_graph_set_attr_ints(kiln_network *net, int node, const char *name, const int64_t *v, int64_t n)
+/* An INTS or FLOATS attribute: n elements of elem_size bytes copied from v; what names the call. */
+static kiln_status set_attr_list(kiln_network *net, int node, const char *name, kiln_attr_type type, const void *v,
+                                 int64_t n, size_t elem_size, const char *what)
 {
     if (net && (n < 0 || n > (1 << 24) || (n && !v)))
-        return kiln__gapi_fail(net, KILN_ERR_INVALID_ARG, "set_attr_ints '%s': bad count %lld", name ? name : "",
+        return kiln__gapi_fail(net, KILN_ERR_INVALID_ARG, "%s '%s': bad count %lld", what, name ? name : "",
                                (long long)n);
     kiln_attr a;
-    kiln_status s = attr_new(net, &a, name, KILN_ATTR_INTS);
+    kiln_status s = attr_new(net, &a, name, type);
     if (s) return s;
-    a.ints = kiln__calloc((size_t)n + 1, sizeof *a.ints);
-    if (!a.ints) {
+    void *list = kiln__calloc((size_t)n + 1, elem_size);
+    if (!list) {
         kiln__graph_attr_free(&a);
         return kiln__gapi_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    if (n) memcpy(a.ints, v, sizeof *a.ints * (size_t)n);
+    if (n) memcpy(list, v, elem_size * (size_t)n);
+    if (type == KILN_ATTR_INTS) a.ints = list;
+    else a.floats = list;
     a.n = n;
     return attrs_commit(net, node, &a, NULL);
 }
 
+kiln_status kiln_graph_set_attr_ints(kiln_network *net, int node, const char *name, const int64_t *v, int64_t n)
+{
+    return set_attr_list(net, node, name, KILN_ATTR_INTS, v, n, sizeof *v, "set_attr_ints");
+}
+
 kiln_status kiln_graph_set_attr_floats(kiln_network *net, int node, const char *name, const float *v, int64_t n)
 {
-    if (net && (n < 0 || n > (1 << 24) || (n && !v)))
-        return kiln__gapi_fail(net, KILN_ERR_INVALID_ARG, "set_attr_floats '%s': bad count %lld", name ? name : "",
-                               (long long)n);
-    kiln_attr a;
-    kiln_status s = attr_new(net, &a, name, KILN_ATTR_FLOATS);
-    if (s) return s;
-    a.floats = kiln__calloc((size_t)n + 1, sizeof *a.floats);
-    if (!a.floats) {
-        kiln__graph_attr_free(&a);
-        return kiln__gapi_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
-    }
-    if (n) memcpy(a.floats, v, sizeof *a.floats * (size_t)n);
-    a.n = n;
-    return attrs_commit(net, node, &a, NULL);
+    return set_attr_list(net, node, name, KILN_ATTR_FLOATS, v, n, sizeof *v, "set_attr_floats");
 }
 
 kiln_status kiln_graph_remove_attr(kiln_network *net, int node, const char *name)

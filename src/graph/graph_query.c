@@ -4,26 +4,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-kiln_status kiln__gapi_fail(kiln_network *net, kiln_status s, const char *fmt, ...)
+static kiln_status vfail(kiln_network *net, kiln_status s, const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (net) snprintf(net->last_error, sizeof net->last_error, "%s", msg);
     kiln__set_last_error(msg);
     return s;
 }
 
-kiln_status kiln__gapi_lfail(kiln_status s, const char *fmt, ...)
+kiln_status kiln__gapi_fail(kiln_network *net, kiln_status s, const char *fmt, ...)
 {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    s = vfail(net, s, fmt, ap);
     va_end(ap);
-    kiln__set_last_error(msg);
+    return s;
+}
+
+kiln_status kiln__gapi_lfail(kiln_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s = vfail(NULL, s, fmt, ap);
+    va_end(ap);
     return s;
 }
 
@@ -72,11 +76,17 @@ int kiln_graph_node_input_count(const kiln_network *net, int node)
     return n ? n->n_in : -1;
 }
 
+/* The tensor name at ids[slot] of a node's n inputs or outputs; "" for an omitted optional one. */
+static const char *slot_name(const kiln_network *net, const int *ids, int n, int slot)
+{
+    if (slot < 0 || slot >= n) return NULL;
+    return ids[slot] >= 0 ? net->tensors[ids[slot]].name : "";
+}
+
 const char *kiln_graph_node_input(const kiln_network *net, int node, int slot)
 {
     const kiln_node *n = kiln__gapi_node(net, node);
-    if (!n || slot < 0 || slot >= n->n_in) return NULL;
-    return n->in[slot] >= 0 ? net->tensors[n->in[slot]].name : "";
+    return n ? slot_name(net, n->in, n->n_in, slot) : NULL;
 }
 
 int kiln_graph_node_output_count(const kiln_network *net, int node)
@@ -88,8 +98,7 @@ int kiln_graph_node_output_count(const kiln_network *net, int node)
 const char *kiln_graph_node_output(const kiln_network *net, int node, int slot)
 {
     const kiln_node *n = kiln__gapi_node(net, node);
-    if (!n || slot < 0 || slot >= n->n_out) return NULL;
-    return n->out[slot] >= 0 ? net->tensors[n->out[slot]].name : "";
+    return n ? slot_name(net, n->out, n->n_out, slot) : NULL;
 }
 
 int kiln_graph_node_known(const kiln_network *net, int node)
@@ -190,28 +199,31 @@ kiln_status kiln_graph_get_attr_string(const kiln_network *net, int node, const 
     return s;
 }
 
-kiln_status kiln_graph_get_attr_ints(const kiln_network *net, int node, const char *name, const int64_t **v,
-                                     int64_t *n)
+/* An INTS (into *ints) or FLOATS (into *floats) attribute and its count; the outputs, each
+ * optional, are left alone when it is missing. */
+static kiln_status get_attr_list(const kiln_network *net, int node, const char *name, kiln_attr_type type,
+                                 const int64_t **ints, const float **floats, int64_t *n)
 {
     kiln_status s;
-    const kiln_attr *a = find_attr(net, node, name, KILN_ATTR_INTS, &s);
+    const kiln_attr *a = find_attr(net, node, name, type, &s);
     if (a) {
-        if (v) *v = a->ints;
+        if (ints) *ints = a->ints;
+        if (floats) *floats = a->floats;
         if (n) *n = a->n;
     }
     return s;
 }
 
+kiln_status kiln_graph_get_attr_ints(const kiln_network *net, int node, const char *name, const int64_t **v,
+                                     int64_t *n)
+{
+    return get_attr_list(net, node, name, KILN_ATTR_INTS, v, NULL, n);
+}
+
 kiln_status kiln_graph_get_attr_floats(const kiln_network *net, int node, const char *name, const float **v,
                                        int64_t *n)
 {
-    kiln_status s;
-    const kiln_attr *a = find_attr(net, node, name, KILN_ATTR_FLOATS, &s);
-    if (a) {
-        if (v) *v = a->floats;
-        if (n) *n = a->n;
-    }
-    return s;
+    return get_attr_list(net, node, name, KILN_ATTR_FLOATS, NULL, v, n);
 }
 
 /* Copies a value with constant dims into a host tensor the caller releases. */

@@ -21,8 +21,8 @@
  *                                (shapes, CPU execute, GPU enqueue).
  *
  * GPU: src/cuda/k_deform_conv.cu (bilinear sampling fused with the GEMM), any
- * layout through strides, FLOAT and FLOAT16. CPU: kiln__cpu_deform_conv (the
- * reference math of src/cpu) on row-major data.
+ * layout through strides, FLOAT and FLOAT16. CPU: kiln__cpu_deform_conv_f32
+ * (src/cpu/cpu_conv.c: the code of kiln's DeformConv CPU kernel) on row-major data.
  */
 #include "kiln_plugin.h"
 #include "../cpu/cpu.h"
@@ -471,7 +471,7 @@ static int execute(const void *vinst, const kiln_plugin_tensor *in, int n_in, co
         own[5] = true;
         if (!f[5]) oom = true;
     }
-    if (!oom && kiln__cpu_deform_conv(&r.g, f[0], f[1], f[2], f[4], f[3], f[5])) oom = true;
+    if (!oom && kiln__cpu_deform_conv_f32(&r.g, f[0], f[1], f[2], f[4], f[3], f[5])) oom = true;
     if (!oom && r.dt == KILN_PLUGIN_DT_FLOAT16) {
         uint16_t *h = r.y->data;
         for (int64_t i = 0; i < numel(r.y); i++) h[i] = f2h(f[5][i]);

@@ -1,7 +1,7 @@
 /*
  * Built-in DeformConv plugin test.
  *
- * CPU part (always): kiln__cpu_deform_conv and the plugin classes' execute
+ * CPU part (always): kiln__cpu_deform_conv_f32 and the plugin classes' execute
  * (ONNX "DeformConv" and mmcv's "MMCVModulatedDeformConv2d" input order)
  * against kiln's built-in DeformConv CPU kernel, on random inputs whose
  * offsets reach outside the image (border handling), odd sizes, groups,
@@ -808,8 +808,8 @@ int main(int argc, char **argv)
         kiln__deform_geom g = {c->n, c->c, c->h, c->w, c->m, d.oh, d.ow, c->kh, c->kw, c->sh, c->sw,
                                c->ph, c->pw, c->dh, c->dw, c->group, c->og};
         char what[256];
-        snprintf(what, sizeof what, "%s: kiln__cpu_deform_conv", c->name);
-        if (kiln__cpu_deform_conv(&g, d.x, d.w, d.off, d.mask, d.b, y)) {
+        snprintf(what, sizeof what, "%s: kiln__cpu_deform_conv_f32", c->name);
+        if (kiln__cpu_deform_conv_f32(&g, d.x, d.w, d.off, d.mask, d.b, y)) {
             printf("FAIL  %s: out of memory\n", what);
             n_fail++;
         } else {

@@ -12,31 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
-static void spit(const char *path, const uint8_t *b, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
-
 /* Re-seals a patched engine file: FNV-1a over header text and body (engine_file.c's layout). */
 static void reseal(uint8_t *b, size_t n)
 {
@@ -115,6 +90,19 @@ static kiln_status read_engine(const char *path, kiln_network **net, char *msg, 
     snprintf(msg, len, "%s", err.msg);
     free(plan);
     free(prof);
+    return s;
+}
+
+/* Re-seals the patched engine b, writes it to path and reads it back: the status; the
+ * message, printed after `what`, in msg. */
+static kiln_status read_patched(const char *what, const char *path, uint8_t *b, size_t n, char *msg, size_t len)
+{
+    kiln_network *net = NULL;
+    reseal(b, n);
+    spit(path, b, n);
+    kiln_status s = read_engine(path, &net, msg, len);
+    printf("%s: %s\n", what, msg);
+    kiln_network_free(net);
     return s;
 }
 
@@ -251,36 +239,21 @@ int main(int argc, char **argv)
         CHECK(at > 0);
         if (at) {
             b[at] = '9';
-            reseal(b, n);
-            spit(eng_bad, b, n);
-            net2 = NULL;
-            CHECK(read_engine(eng_bad, &net2, msg, sizeof msg) == KILN_ERR_NOT_FOUND);
-            printf("missing plugin: %s\n", msg);
+            CHECK(read_patched("missing plugin", eng_bad, b, n, msg, sizeof msg) == KILN_ERR_NOT_FOUND);
             CHECK(contains(msg, "ScaledTanh") && contains(msg, "version 9") && contains(msg, "--plugins") && contains(msg, "tanh_plugin"));
-            kiln_network_free(net2);
             /* a damaged record (bad flag) */
             b[at] = '1';
             size_t flag = at - sizeof pat + 1 - 4;
             b[flag] = 7;
-            reseal(b, n);
-            spit(eng_bad, b, n);
-            net2 = NULL;
-            CHECK(read_engine(eng_bad, &net2, msg, sizeof msg) == KILN_ERR_PARSE);
-            printf("damaged record: %s\n", msg);
+            CHECK(read_patched("damaged record", eng_bad, b, n, msg, sizeof msg) == KILN_ERR_PARSE);
             CHECK(contains(msg, "damaged"));
-            kiln_network_free(net2);
             /* damaged state: the plugin's deserialize refuses the bytes */
             b[flag] = 1;
             size_t state = at + 1 + 4 + 0 + 8; /* after version: namespace "" (u32 0), u64 length 12, then STH1 */
             if (state + 4 <= n && !memcmp(b + state, "STH1", 4)) {
                 b[state] = 'X';
-                reseal(b, n);
-                spit(eng_bad, b, n);
-                net2 = NULL;
-                CHECK(read_engine(eng_bad, &net2, msg, sizeof msg) == KILN_ERR_PARSE);
-                printf("damaged state: %s\n", msg);
+                CHECK(read_patched("damaged state", eng_bad, b, n, msg, sizeof msg) == KILN_ERR_PARSE);
                 CHECK(contains(msg, "plugin state damaged") && contains(msg, "STH1"));
-                kiln_network_free(net2);
             } else {
                 CHECK(!"state bytes not where expected");
             }

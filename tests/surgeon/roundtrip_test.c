@@ -10,37 +10,12 @@
  *   kiln_roundtrip_test --resize-scales-initializer MODEL.onnx
  *       every Resize reads its scales/sizes from an initializer (sanitize's done-when)
  */
+#include "../common/compare.h"
 #include "ir/ir.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(const char *what, const char *detail)
-{
-    printf("FAIL %s: %s\n", what, detail);
-    return 1;
-}
-
-static int compare(const char *what, const kiln_host_tensor *got, const kiln_host_tensor *exp, double max_abs,
-                   double rtol)
-{
-    if (got->dtype != KILN_DT_FLOAT || exp->dtype != KILN_DT_FLOAT) return fail(what, "outputs are not float32");
-    if (got->rank != exp->rank) return fail(what, "rank differs");
-    for (int i = 0; i < got->rank; i++)
-        if (got->dims[i] != exp->dims[i]) return fail(what, "shape differs");
-    int64_t n = kiln_host_tensor_numel(exp), bad = 0;
-    double worst = 0;
-    const float *g = got->data, *e = exp->data;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)g[i] - (double)e[i]);
-        if (!(d <= worst)) worst = d;
-        if (!(d <= max_abs + rtol * fabs((double)e[i]))) bad++;
-    }
-    printf("%s %s: %lld values, max abs error %.3g (allowed %.3g + %.3g*|expected|)\n", bad ? "FAIL" : "PASS", what,
-           (long long)n, worst, max_abs, rtol);
-    return bad ? 1 : 0;
-}
 
 static bool same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
 
@@ -51,7 +26,7 @@ static int check_kept(const char *what, const kiln_network *a, const kiln_networ
     if (a->n_nodes != b->n_nodes || a->n_inputs != b->n_inputs || a->n_outputs != b->n_outputs) {
         snprintf(msg, sizeof msg, "graph differs: %d/%d nodes, %d/%d inputs, %d/%d outputs", a->n_nodes, b->n_nodes,
                  a->n_inputs, b->n_inputs, a->n_outputs, b->n_outputs);
-        return fail(what, msg);
+        return test_fail(what, msg);
     }
     for (int i = 0; i < a->n_nodes; i++) {
         const kiln_node *x = &a->nodes[i], *y = &b->nodes[i];
@@ -59,7 +34,7 @@ static int check_kept(const char *what, const kiln_network *a, const kiln_networ
             x->n_in != y->n_in || x->n_out != y->n_out || x->n_attrs != y->n_attrs ||
             !same_str(x->doc_string, y->doc_string)) {
             snprintf(msg, sizeof msg, "node %d differs ('%s' %s vs '%s' %s)", i, x->name, x->op_type, y->name, y->op_type);
-            return fail(what, msg);
+            return test_fail(what, msg);
         }
         for (int k = 0; k < x->n_attrs; k++) {
             const kiln_attr *p = &x->attrs[k], *q = &y->attrs[k];
@@ -72,48 +47,48 @@ static int check_kept(const char *what, const kiln_network *a, const kiln_networ
                                      (!p->t->nbytes || !memcmp(p->t->data, q->t->data, p->t->nbytes));
             if (!same) {
                 snprintf(msg, sizeof msg, "node '%s': attribute '%s' differs", x->name, p->name);
-                return fail(what, msg);
+                return test_fail(what, msg);
             }
         }
         for (int k = 0; k < x->n_in; k++)
             if ((x->in[k] < 0) != (y->in[k] < 0) ||
                 (x->in[k] >= 0 && strcmp(a->tensors[x->in[k]].name, b->tensors[y->in[k]].name))) {
                 snprintf(msg, sizeof msg, "node '%s': input %d differs", x->name, k);
-                return fail(what, msg);
+                return test_fail(what, msg);
             }
     }
     if (a->ir_version != b->ir_version || a->n_opsets != b->n_opsets || a->n_meta != b->n_meta ||
         !same_str(a->producer_name, b->producer_name) || !same_str(a->producer_version, b->producer_version) ||
         !same_str(a->graph_name, b->graph_name) || !same_str(a->graph_doc, b->graph_doc) ||
         !same_str(a->model_doc, b->model_doc) || a->opset != b->opset)
-        return fail(what, "model metadata (ir_version, opsets, producer, graph name, doc strings) differs");
+        return test_fail(what, "model metadata (ir_version, opsets, producer, graph name, doc strings) differs");
     for (int i = 0; i < a->n_opsets; i++)
         if (strcmp(a->opset_domains[i], b->opset_domains[i]) || a->opset_versions[i] != b->opset_versions[i])
-            return fail(what, "opset imports differ");
+            return test_fail(what, "opset imports differ");
     for (int i = 0; i < a->n_meta; i++)
         if (strcmp(a->meta_keys[i], b->meta_keys[i]) || strcmp(a->meta_values[i], b->meta_values[i]))
-            return fail(what, "metadata_props differ");
+            return test_fail(what, "metadata_props differ");
     for (int i = 0; i < a->n_inputs; i++) {
         const kiln_tensor *x = &a->tensors[a->inputs[i]], *y = &b->tensors[b->inputs[i]];
         if (strcmp(x->name, y->name) || x->v.dtype != y->v.dtype || x->v.shape.rank != y->v.shape.rank)
-            return fail(what, "graph inputs differ");
+            return test_fail(what, "graph inputs differ");
         for (int d = 0; d < x->v.shape.rank; d++) {
             kiln_dim p = x->v.shape.d[d], q = y->v.shape.d[d];
             if (p.sym != q.sym && !(p.sym >= 0 && q.sym >= 0 && !strcmp(a->syms[p.sym], b->syms[q.sym])))
-                return fail(what, "graph input dims (or their symbolic names) differ");
-            if (p.sym == KILN_SYM_CONST && p.add != q.add) return fail(what, "graph input dims differ");
+                return test_fail(what, "graph input dims (or their symbolic names) differ");
+            if (p.sym == KILN_SYM_CONST && p.add != q.add) return test_fail(what, "graph input dims differ");
         }
     }
     for (int i = 0; i < a->n_outputs; i++) {
         const kiln_tensor *x = &a->tensors[a->outputs[i]], *y = &b->tensors[b->outputs[i]];
-        if (strcmp(x->name, y->name)) return fail(what, "graph outputs differ");
-        if ((x->decl == NULL) != (y->decl == NULL)) return fail(what, "declared output type lost");
+        if (strcmp(x->name, y->name)) return test_fail(what, "graph outputs differ");
+        if ((x->decl == NULL) != (y->decl == NULL)) return test_fail(what, "declared output type lost");
         if (x->decl) {
             if (x->decl->rank != y->decl->rank || x->decl->elem_type != y->decl->elem_type)
-                return fail(what, "declared output type differs");
+                return test_fail(what, "declared output type differs");
             for (int d = 0; d < x->decl->rank; d++)
                 if (x->decl->dims[d] != y->decl->dims[d] || !same_str(x->decl->names[d], y->decl->names[d]))
-                    return fail(what, "declared output dims differ");
+                    return test_fail(what, "declared output dims differ");
         }
     }
     return 0;
@@ -123,17 +98,17 @@ static int check_kept(const char *what, const kiln_network *a, const kiln_networ
 static int round_trip(const char *path, const char *outdir, const char *name, bool external, kiln_network **net_out)
 {
     kiln_network *a = NULL, *b = NULL;
-    if (kiln_onnx_parse(path, NULL, &a)) return fail(path, kiln_last_error());
+    if (kiln_onnx_parse(path, NULL, &a)) return test_fail(path, kiln_last_error());
     char out[4096];
     snprintf(out, sizeof out, "%s/%s%s.onnx", outdir, name, external ? "_ext" : "");
     kiln_onnx_write_options o = {.struct_size = sizeof o, .external_data = external ? 1 : 0};
     if (kiln_onnx_write(a, out, &o)) {
         kiln_network_free(a);
-        return fail(out, kiln_last_error());
+        return test_fail(out, kiln_last_error());
     }
     if (kiln_onnx_parse(out, NULL, &b)) {
         kiln_network_free(a);
-        return fail(out, kiln_last_error());
+        return test_fail(out, kiln_last_error());
     }
     int rc = check_kept(out, a, b);
     kiln_network_free(a);
@@ -162,7 +137,7 @@ static const char *leaf(const char *path)
 static int resize_scales_initializer(const char *path)
 {
     kiln_network *net = NULL;
-    if (kiln_onnx_parse(path, NULL, &net)) return fail(path, kiln_last_error());
+    if (kiln_onnx_parse(path, NULL, &net)) return test_fail(path, kiln_last_error());
     int n = 0, bad = 0;
     for (int i = 0; i < net->n_nodes; i++) {
         const kiln_node *nd = &net->nodes[i];
@@ -176,7 +151,7 @@ static int resize_scales_initializer(const char *path)
         bad += !ok;
     }
     kiln_network_free(net);
-    if (!n) return fail(path, "no Resize node");
+    if (!n) return test_fail(path, "no Resize node");
     return bad ? 1 : 0;
 }
 
@@ -194,7 +169,7 @@ static int synthetic(const char *outdir)
     int rc = 1;
     char path[4096];
     snprintf(path, sizeof path, "%s/synthetic.onnx", outdir);
-    if (kiln_network_create(&a)) return fail("synthetic", "create");
+    if (kiln_network_create(&a)) return test_fail("synthetic", "create");
     kiln_network_set_opset(a, 17);
     int64_t dims[4] = {1, 3, KILN_DIM_SYMBOLIC, KILN_DIM_SYMBOLIC};
     const char *syms[4] = {NULL, NULL, "height", "width"};
@@ -318,55 +293,12 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "%s/model.onnx", argv[2]);
         kiln_network *net = NULL;
         if (round_trip(path, argv[3], leaf(argv[2]), external, &net)) return 1;
-        kiln_host_tensor in, out, exp;
-        memset(&out, 0, sizeof out);
-        snprintf(path, sizeof path, "%s/test_data_set_0/input_0.pb", argv[2]);
-        if (kiln_tensor_read_pb(path, &in)) return fail(path, kiln_last_error());
-        in.name[0] = 0;
-        snprintf(path, sizeof path, "%s/test_data_set_0/output_0.pb", argv[2]);
-        if (kiln_tensor_read_pb(path, &exp)) return fail(path, kiln_last_error());
-        if (kiln_reference_run(net, 1, &in, 1, &out)) return fail(argv[2], kiln_network_last_error(net));
-        int rc = compare(argv[2], &out, &exp, 1e-4, 0);
-        kiln_host_tensor_release(&in);
-        kiln_host_tensor_release(&out);
-        kiln_host_tensor_release(&exp);
-        kiln_network_free(net);
-        return rc;
+        return test_run_fixture(net, argv[2], 1e-4);
     }
     if (argc == 5 && !strcmp(argv[1], "--light")) {
         kiln_network *net = NULL;
         if (round_trip(argv[2], argv[4], leaf(argv[2]), external, &net)) return 1;
-        int n_in = kiln_network_input_count(net);
-        kiln_host_tensor *in = calloc((size_t)n_in + 1, sizeof *in);
-        for (int i = 0; i < n_in; i++) {
-            kiln_dtype dt;
-            int rank;
-            int64_t dims[KILN_MAX_DIMS];
-            kiln_network_input_shape(net, i, &dt, &rank, dims);
-            if (dt != KILN_DT_FLOAT) return fail(argv[2], "non-float input");
-            in[i].dtype = dt;
-            in[i].rank = rank;
-            int64_t n = 1;
-            for (int d = 0; d < rank; d++) {
-                in[i].dims[d] = dims[d] == KILN_DIM_SYMBOLIC ? 1 : dims[d];
-                n *= in[i].dims[d];
-            }
-            float *p = malloc((size_t)n * sizeof *p);
-            for (int64_t k = 0; k < n; k++) p[k] = (float)k / (float)n;
-            in[i].data = p;
-            in[i].nbytes = (size_t)n * sizeof *p;
-        }
-        kiln_host_tensor out, exp;
-        memset(&out, 0, sizeof out);
-        if (kiln_tensor_read_pb(argv[3], &exp)) return fail(argv[3], kiln_last_error());
-        if (kiln_reference_run(net, n_in, in, 1, &out)) return fail(argv[2], kiln_network_last_error(net));
-        int rc = compare(argv[2], &out, &exp, 1e-5, 1e-3);
-        for (int i = 0; i < n_in; i++) kiln_host_tensor_release(&in[i]);
-        free(in);
-        kiln_host_tensor_release(&out);
-        kiln_host_tensor_release(&exp);
-        kiln_network_free(net);
-        return rc;
+        return test_run_light(net, argv[2], argv[3]);
     }
     fprintf(stderr, "usage: kiln_roundtrip_test --fixture DIR OUTDIR [--external] | --light MODEL.onnx EXPECTED.pb OUTDIR "
                     "[--external]\n");

@@ -8,6 +8,7 @@
  *   kiln_test_passes [--shared DIR] [--no-models] [-v]
  * DIR holds sr-fixtures/ and onnx-tests/light/ (default: ../shared beside the source tree).
  */
+#include "../common/compare.h"
 #include "cpu/cpu.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
@@ -177,6 +178,20 @@ static void check_same(kiln_network *a, kiln_network *b, int rank, const int64_t
     CHECK(d >= 0 && d <= tol);
     if (!(d >= 0 && d <= tol)) printf("  max abs diff %g (allowed %g)\n", d, tol);
     kiln_host_tensor_release(&in);
+}
+
+/* Runs both networks on random float inputs "x" [xd, 4-d] and `second` [rank, dims] and checks
+ * they agree within 1e-4 * max(1, max|ref|). */
+static void check_same2(kiln_network *a, kiln_network *b, const int64_t *xd, const char *second, int rank,
+                        const int64_t *dims)
+{
+    kiln_host_tensor in[2];
+    fill_random(&in[0], "x", KILN_DT_FLOAT, 4, xd);
+    fill_random(&in[1], second, KILN_DT_FLOAT, rank, dims);
+    double ref, d = compare_runs(a, b, 2, in, &ref);
+    CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
+    kiln_host_tensor_release(&in[0]);
+    kiln_host_tensor_release(&in[1]);
 }
 
 static kiln_network *new_net(int64_t opset)
@@ -371,14 +386,8 @@ static void test_conv_mul_add_only(void)
     if (o) {
         const kiln_node *f = &o->nodes[0];
         CHECK(f->n_in == 5 && f->in[2] < 0 && f->in[3] < 0 && !strcmp(kiln__attr_string(f, "activation", "?"), ""));
-        kiln_host_tensor in[2];
         int64_t zd[4] = {1, 6, 9, 7};
-        fill_random(&in[0], "x", KILN_DT_FLOAT, 4, img);
-        fill_random(&in[1], "z", KILN_DT_FLOAT, 4, zd);
-        double ref, d = compare_runs(net, o, 2, in, &ref);
-        CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
-        kiln_host_tensor_release(&in[0]);
-        kiln_host_tensor_release(&in[1]);
+        check_same2(net, o, img, "z", 4, zd);
     }
     kiln_network_free(o);
     kiln_network_free(net);
@@ -408,13 +417,7 @@ static void test_conv_add_relu(void)
             CHECK(f && f->n_in == 5 && !strcmp(kiln__attr_string(f, "activation", "?"), "Relu"));
             CHECK(f && kiln__attr_int(f, "act_after_residual", 0) == (pre ? 0 : 1));
             if (!pre) CHECK(f && !strcmp(kiln__attr_string(f, "fused_nodes", ""), "conv,add,relu"));
-            kiln_host_tensor in[2];
-            fill_random(&in[0], "x", KILN_DT_FLOAT, 4, img);
-            fill_random(&in[1], "z", KILN_DT_FLOAT, 4, img);
-            double ref, d = compare_runs(net, o, 2, in, &ref);
-            CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
-            kiln_host_tensor_release(&in[0]);
-            kiln_host_tensor_release(&in[1]);
+            check_same2(net, o, img, "z", 4, img);
             /* the attribute survives a copy (the builder copies before building) */
             kiln_network *c = NULL;
             kiln_err err = {{0}};
@@ -606,13 +609,7 @@ static void test_not_fusable(void)
     o = optimized(net, NULL);
     CHECK(o && count_op(o, "FusedConv") == 1 && count_op(o, "Add") == 1 && o->n_nodes == 2);
     if (o) {
-        kiln_host_tensor hin[2];
-        fill_random(&hin[0], "x", KILN_DT_FLOAT, 4, img);
-        fill_random(&hin[1], "u", KILN_DT_FLOAT, 4, ud);
-        double ref, d = compare_runs(net, o, 2, hin, &ref);
-        CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
-        kiln_host_tensor_release(&hin[0]);
-        kiln_host_tensor_release(&hin[1]);
+        check_same2(net, o, img, "u", 4, ud);
     }
     kiln_network_free(o);
     kiln_network_free(net);
@@ -786,13 +783,7 @@ static void test_fold_and_dead(void)
         CHECK(o->n_nodes == (is_static ? 2 : 6));
         CHECK(kiln__net_find_tensor(o, "lonely") < 0 && kiln__net_find_tensor(o, "wt") < 0);
         CHECK(o->n_inputs == 2 && kiln__net_find_tensor(o, "unused") >= 0);
-        kiln_host_tensor in[2];
-        fill_random(&in[0], "x", KILN_DT_FLOAT, 4, xd);
-        fill_random(&in[1], "unused", KILN_DT_FLOAT, 1, unused_d);
-        double ref, d = compare_runs(net, o, 2, in, &ref);
-        CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
-        kiln_host_tensor_release(&in[0]);
-        kiln_host_tensor_release(&in[1]);
+        check_same2(net, o, xd, "unused", 1, unused_d);
         kiln_network_free(o);
 
         /* with a 100-byte limit the 864-byte transposed weight is not folded */
@@ -987,7 +978,7 @@ static void check_model(const char *label, const char *path, const char *inputs_
         kiln_dtype dt;
         int rank;
         int64_t dims[KILN_MAX_DIMS];
-        kiln_network_input_shape(net, i, &dt, &rank, dims);
+        test_input_shape(net, i, &dt, &rank, dims);
         char p[4096];
         kiln_host_tensor ref;
         snprintf(p, sizeof p, "%s/input_%d.pb", inputs_dir ? inputs_dir : "", i);
@@ -996,8 +987,6 @@ static void check_model(const char *label, const char *path, const char *inputs_
             memcpy(dims, ref.dims, sizeof dims);
             kiln_host_tensor_release(&ref);
         }
-        for (int d = 0; d < rank; d++)
-            if (dims[d] == KILN_DIM_SYMBOLIC) dims[d] = 1;
         fill_random(&in[i], kiln_network_input_name(net, i), dt, rank, dims);
     }
     for (int is_static = 0; is_static < 2; is_static++) {

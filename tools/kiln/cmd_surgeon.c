@@ -146,35 +146,28 @@ static void parsed_attr_free(parsed_attr *a)
     memset(a, 0, sizeof *a);
 }
 
-static bool parse_i64(const char *s, const char *end, int64_t *v)
+/* [s, end) as an int64 (into *i) or, when i is NULL, a finite float32 (into *f). */
+static bool parse_number(const char *s, const char *end, int64_t *i, float *f)
 {
-    if (s == end) return false;
-    char buf[64];
-    if ((size_t)(end - s) >= sizeof buf) return false;
+    char buf[64], *e;
+    if (s == end || end - s >= (long)sizeof buf) return false;
     memcpy(buf, s, (size_t)(end - s));
     buf[end - s] = 0;
-    char *e;
     errno = 0;
-    long long x = strtoll(buf, &e, 10);
-    if (*e || errno) return false;
-    *v = x;
+    if (i) {
+        long long x = strtoll(buf, &e, 10);
+        if (*e || errno) return false;
+        *i = x;
+        return true;
+    }
+    double x = strtod(buf, &e);
+    if (*e || errno || !isfinite(x) || fabs(x) > 3.4e38) return false;
+    *f = (float)x;
     return true;
 }
 
-static bool parse_f32(const char *s, const char *end, float *v)
-{
-    if (s == end) return false;
-    char buf[64];
-    if ((size_t)(end - s) >= sizeof buf) return false;
-    memcpy(buf, s, (size_t)(end - s));
-    buf[end - s] = 0;
-    char *e;
-    errno = 0;
-    double x = strtod(buf, &e);
-    if (*e || errno || !isfinite(x) || fabs(x) > 3.4e38) return false;
-    *v = (float)x;
-    return true;
-}
+static bool parse_i64(const char *s, const char *end, int64_t *v) { return parse_number(s, end, v, NULL); }
+static bool parse_f32(const char *s, const char *end, float *v) { return parse_number(s, end, NULL, v); }
 
 /* Drops a half-parsed list, keeping the name (the value is tried as another type next). */
 static void drop_lists(parsed_attr *a)
@@ -298,113 +291,148 @@ static int find_node(const kiln_network *net, const char *name)
     return n;
 }
 
-/* --- subcommands ------------------------------------------------------------------ */
+/* --- the steps every subcommand shares ------------------------------------------- */
 
-static int cmd_sanitize(int argc, char **argv)
+/* A subcommand's own flags at argv[*i]: 1 consumed, 0 not one of them, -1 error printed. */
+typedef int (*own_flag_fn)(void *args, int argc, char **argv, int *i);
+
+/* The flag loop of subcommand `sub`: its own flags first, then IN, -o/--output and
+ * --external-data. 0, or 2 (the usage exit code) with the error printed. */
+static int parse_args(const char *sub, int argc, char **argv, own_flag_fn own, void *args, common_opts *c)
 {
-    common_opts c = {0};
-    kiln_sanitize_options so = {.struct_size = sizeof so};
-    cli_shape_list shapes;
-    memset(&shapes, 0, sizeof shapes);
-    kiln_network *net = NULL;
-    int rc = 1, r;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if ((r = cli_flag_bool(a, "--fold-constants"))) {
-            if (r < 0) return 2;
-            so.fold_constants = 1;
-        } else if ((r = cli_flag_bool(a, "--cleanup"))) {
-            if (r < 0) return 2;
-            so.cleanup = 1;
-        } else if ((r = cli_flag_bool(a, "--toposort"))) {
-            if (r < 0) return 2;
-            so.toposort = 1;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--override-input-shapes", &v))) {
-            if (r < 0 || cli_parse_shapes("--override-input-shapes", v, &shapes)) return 2;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--num-passes", &v))) {
-            long long n;
-            if (r < 0 || cli_parse_int("--num-passes", v, 1, 1000, &n)) return 2;
-            so.num_passes = (int)n;
-        } else if ((r = common_flag(&c, "sanitize", argc, argv, &i))) {
-            if (r < 0) return 2;
-        } else {
-            cli_error("surgeon sanitize: unknown option '%s' (kiln surgeon --help)", a);
+        int r = own(args, argc, argv, &i);
+        if (!r) r = common_flag(c, sub, argc, argv, &i);
+        if (r < 0) return 2;
+        if (!r) {
+            cli_error("surgeon %s: unknown option '%s' (kiln surgeon --help)", sub, argv[i]);
             return 2;
         }
     }
-    if ((r = check_common(&c, "sanitize"))) return r;
-    if (load(&c, &net)) goto done;
-    for (int k = 0; k < shapes.n; k++)
-        if (kiln_graph_set_input_shape(net, shapes.v[k].name, shapes.v[k].rank, shapes.v[k].dims, NULL)) {
-            cli_error("--override-input-shapes: %s", kiln_network_last_error(net));
-            goto done;
-        }
-    kiln_sanitize_report rep;
-    if (kiln_network_sanitize(net, &so, &rep)) {
-        cli_error("sanitize: %s", kiln_network_last_error(net));
-        goto done;
+    return check_common(c, sub);
+}
+
+/* Edits net in place, or sets *written to a new network that is written instead (extract);
+ * 0 or 1 with the error printed. */
+typedef int (*edit_fn)(void *args, kiln_network *net, kiln_network **written);
+
+/* Loads IN, edits it and writes the result to OUT: 0 or 1 (error printed). */
+static int edit_model(const common_opts *c, edit_fn edit, void *args)
+{
+    kiln_network *net = NULL, *written = NULL;
+    int rc = 1;
+    if (!load(c, &net)) {
+        written = net;
+        if (!edit(args, net, &written) && !save(c, written)) rc = 0;
     }
-    if (save(&c, net)) goto done;
-    printf("[I] nodes: %d before, %d after (%d round%s)\n", rep.nodes_before, rep.nodes_after, rep.rounds,
-           rep.rounds == 1 ? "" : "s");
-    if (so.fold_constants) {
-        printf("[I] folded %d node%s", rep.folded_nodes, rep.folded_nodes == 1 ? "" : "s");
-        for (int k = 0; k < rep.n_ops; k++) printf("%s%s %d", k ? ", " : ": ", rep.op_type[k], rep.op_count[k]);
-        printf("\n");
-    }
-    if (so.cleanup) printf("[I] cleanup removed %d node%s and %d unused initializer%s/input%s\n", rep.removed_nodes,
-                           rep.removed_nodes == 1 ? "" : "s", rep.removed_tensors, rep.removed_tensors == 1 ? "" : "s",
-                           rep.removed_tensors == 1 ? "" : "s");
-    rc = 0;
-done:
+    if (written != net) kiln_network_free(written);
     kiln_network_free(net);
     return rc;
 }
 
-static int cmd_extract(int argc, char **argv)
+/* One --attr=k=v into attrs[*n]: 0, or -1 with the error printed. */
+static int add_attr(const char *spec, parsed_attr *attrs, int *n)
 {
-    common_opts c = {0};
-    const char *ins_spec = NULL, *outs_spec = NULL;
-    int r;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if ((r = cli_flag_value(argc, argv, &i, "--inputs", &v))) {
-            if (r < 0) return 2;
-            ins_spec = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--outputs", &v))) {
-            if (r < 0) return 2;
-            outs_spec = v;
-        } else if ((r = common_flag(&c, "extract", argc, argv, &i))) {
-            if (r < 0) return 2;
-        } else {
-            cli_error("surgeon extract: unknown option '%s' (kiln surgeon --help)", argv[i]);
-            return 2;
-        }
+    if (*n == MAX_LIST) {
+        cli_error("--attr: more than %d", MAX_LIST);
+        return -1;
     }
-    if ((r = check_common(&c, "extract"))) return r;
-    if (!outs_spec) {
+    if (parse_attr(spec, &attrs[*n])) return -1;
+    (*n)++;
+    return 0;
+}
+
+/* --- subcommands ------------------------------------------------------------------ */
+
+typedef struct sanitize_args {
+    kiln_sanitize_options so;
+    cli_shape_list shapes;
+    kiln_sanitize_report rep;
+} sanitize_args;
+
+static int sanitize_flag(void *args, int argc, char **argv, int *i)
+{
+    sanitize_args *s = args;
+    const char *a = argv[*i], *v;
+    long long n = 0;
+    int r;
+    if ((r = cli_flag_bool(a, "--fold-constants"))) s->so.fold_constants = 1;
+    else if ((r = cli_flag_bool(a, "--cleanup"))) s->so.cleanup = 1;
+    else if ((r = cli_flag_bool(a, "--toposort"))) s->so.toposort = 1;
+    else if ((r = cli_flag_value(argc, argv, i, "--override-input-shapes", &v))) {
+        if (r > 0 && cli_parse_shapes("--override-input-shapes", v, &s->shapes)) r = -1;
+    } else if ((r = cli_flag_value(argc, argv, i, "--num-passes", &v))) {
+        if (r > 0 && cli_parse_int("--num-passes", v, 1, 1000, &n)) r = -1;
+        if (r > 0) s->so.num_passes = (int)n;
+    }
+    return r;
+}
+
+static int sanitize_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    sanitize_args *s = args;
+    (void)written;
+    for (int k = 0; k < s->shapes.n; k++)
+        if (kiln_graph_set_input_shape(net, s->shapes.v[k].name, s->shapes.v[k].rank, s->shapes.v[k].dims, NULL))
+            return cli_error("--override-input-shapes: %s", kiln_network_last_error(net));
+    s->so.struct_size = sizeof s->so;
+    if (kiln_network_sanitize(net, &s->so, &s->rep)) return cli_error("sanitize: %s", kiln_network_last_error(net));
+    return 0;
+}
+
+static void sanitize_report(void *args)
+{
+    const sanitize_args *s = args;
+    const kiln_sanitize_report *rep = &s->rep;
+    printf("[I] nodes: %d before, %d after (%d round%s)\n", rep->nodes_before, rep->nodes_after, rep->rounds,
+           rep->rounds == 1 ? "" : "s");
+    if (s->so.fold_constants) {
+        printf("[I] folded %d node%s", rep->folded_nodes, rep->folded_nodes == 1 ? "" : "s");
+        for (int k = 0; k < rep->n_ops; k++) printf("%s%s %d", k ? ", " : ": ", rep->op_type[k], rep->op_count[k]);
+        printf("\n");
+    }
+    if (s->so.cleanup)
+        printf("[I] cleanup removed %d node%s and %d unused initializer%s/input%s\n", rep->removed_nodes,
+               rep->removed_nodes == 1 ? "" : "s", rep->removed_tensors, rep->removed_tensors == 1 ? "" : "s",
+               rep->removed_tensors == 1 ? "" : "s");
+}
+
+typedef struct extract_args {
+    const char *ins_spec, *outs_spec;
+    const char *ins[MAX_LIST], *outs[MAX_LIST];
+    int n_in, n_out;
+} extract_args;
+
+static int extract_flag(void *args, int argc, char **argv, int *i)
+{
+    extract_args *x = args;
+    int r;
+    if ((r = cli_flag_value(argc, argv, i, "--inputs", &x->ins_spec))) return r;
+    return cli_flag_value(argc, argv, i, "--outputs", &x->outs_spec);
+}
+
+static int extract_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    extract_args *x = args;
+    kiln_network *sub = NULL;
+    if (kiln_graph_extract(net, x->ins, x->n_in, x->outs, x->n_out, &sub))
+        return cli_error("extract: %s", kiln_last_error());
+    *written = sub;
+    return 0;
+}
+
+static int extract_check(void *args)
+{
+    extract_args *x = args;
+    static char ibuf[8192], obuf[8192];
+    if (!x->outs_spec) {
         cli_error("surgeon extract: --outputs=NAME[,NAME] is required");
         return 2;
     }
-    static char ibuf[8192], obuf[8192];
-    const char *ins[MAX_LIST], *outs[MAX_LIST];
-    int n_in = 0, n_out = 0;
-    if ((ins_spec && split_list("--inputs", ins_spec, ibuf, sizeof ibuf, ins, &n_in)) ||
-        split_list("--outputs", outs_spec, obuf, sizeof obuf, outs, &n_out))
+    if ((x->ins_spec && split_list("--inputs", x->ins_spec, ibuf, sizeof ibuf, x->ins, &x->n_in)) ||
+        split_list("--outputs", x->outs_spec, obuf, sizeof obuf, x->outs, &x->n_out))
         return 2;
-    kiln_network *net = NULL, *sub = NULL;
-    int rc = 1;
-    if (load(&c, &net)) goto done;
-    if (kiln_graph_extract(net, ins, n_in, outs, n_out, &sub)) {
-        cli_error("extract: %s", kiln_last_error());
-        goto done;
-    }
-    if (save(&c, sub)) goto done;
-    rc = 0;
-done:
-    kiln_network_free(sub);
-    kiln_network_free(net);
-    return rc;
+    return 0;
 }
 
 /* Replaces node `node` by op `with` keeping inputs, outputs and attributes, plus the --attr ones. */
@@ -469,57 +497,52 @@ done:
     return rc;
 }
 
-static int cmd_replace_op(int argc, char **argv)
+/* --node and --attr: set-attr's flags, and part of replace-op's. */
+typedef struct node_attrs {
+    const char *node;
+    parsed_attr attrs[MAX_LIST];
+    int n_attrs;
+} node_attrs;
+
+static int node_attrs_flag(void *args, int argc, char **argv, int *i)
 {
-    common_opts c = {0};
-    const char *node = NULL, *op = NULL, *with = NULL, *domain = NULL;
-    parsed_attr extra[MAX_LIST];
-    int n_extra = 0, r, rc = 2;
-    kiln_network *net = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if ((r = cli_flag_value(argc, argv, &i, "--node", &v))) {
-            if (r < 0) goto done;
-            node = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--op", &v))) {
-            if (r < 0) goto done;
-            op = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--with", &v))) {
-            if (r < 0) goto done;
-            with = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--domain", &v))) {
-            if (r < 0) goto done;
-            domain = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--attr", &v))) {
-            if (r < 0) goto done;
-            if (n_extra == MAX_LIST) {
-                cli_error("--attr: more than %d", MAX_LIST);
-                goto done;
-            }
-            if (parse_attr(v, &extra[n_extra])) goto done;
-            n_extra++;
-        } else if ((r = common_flag(&c, "replace-op", argc, argv, &i))) {
-            if (r < 0) goto done;
-        } else {
-            cli_error("surgeon replace-op: unknown option '%s' (kiln surgeon --help)", argv[i]);
-            goto done;
-        }
-    }
-    if ((r = check_common(&c, "replace-op"))) goto done;
-    if (!node == !op) {
-        cli_error("surgeon replace-op: give exactly one of --node=NAME and --op=TYPE");
-        goto done;
-    }
-    if (!with) {
-        cli_error("surgeon replace-op: --with=TYPE is required (the new op type)");
-        goto done;
-    }
-    rc = 1;
-    if (load(&c, &net)) goto done;
+    node_attrs *x = args;
+    const char *v;
+    int r;
+    if ((r = cli_flag_value(argc, argv, i, "--node", &x->node))) return r;
+    if ((r = cli_flag_value(argc, argv, i, "--attr", &v)) > 0 && add_attr(v, x->attrs, &x->n_attrs)) r = -1;
+    return r;
+}
+
+static void node_attrs_release(void *args)
+{
+    node_attrs *x = args;
+    for (int a = 0; a < x->n_attrs; a++) parsed_attr_free(&x->attrs[a]);
+}
+
+typedef struct replace_args {
+    node_attrs na; /* first: node_attrs_release takes a replace_args too */
+    const char *op, *with, *domain;
+} replace_args;
+
+static int replace_flag(void *args, int argc, char **argv, int *i)
+{
+    replace_args *x = args;
+    int r;
+    if ((r = node_attrs_flag(&x->na, argc, argv, i))) return r;
+    if ((r = cli_flag_value(argc, argv, i, "--op", &x->op))) return r;
+    if ((r = cli_flag_value(argc, argv, i, "--with", &x->with))) return r;
+    return cli_flag_value(argc, argv, i, "--domain", &x->domain);
+}
+
+static int replace_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    replace_args *x = args;
+    (void)written;
     int replaced = 0;
-    if (node) {
-        int k = find_node(net, node);
-        if (k < 0 || replace_one(net, k, with, domain, extra, n_extra)) goto done;
+    if (x->na.node) {
+        int k = find_node(net, x->na.node);
+        if (k < 0 || replace_one(net, k, x->with, x->domain, x->na.attrs, x->na.n_attrs)) return 1;
         replaced = 1;
     } else {
         /* Names first: replacing a node may renumber the others. */
@@ -528,175 +551,175 @@ static int cmd_replace_op(int argc, char **argv)
         int m = 0;
         bool ok = names != NULL;
         for (int k = 0; ok && k < n; k++)
-            if (!strcmp(kiln_graph_node_op(net, k), op) && !(names[m++] = strdup(kiln_graph_node_name(net, k)))) ok = false;
+            if (!strcmp(kiln_graph_node_op(net, k), x->op) && !(names[m++] = strdup(kiln_graph_node_name(net, k))))
+                ok = false;
         for (int k = 0; ok && k < m; k++) {
             int idx = kiln_graph_find_node(net, names[k]);
-            if (idx < 0 || replace_one(net, idx, with, domain, extra, n_extra)) ok = false;
+            if (idx < 0 || replace_one(net, idx, x->with, x->domain, x->na.attrs, x->na.n_attrs)) ok = false;
             else replaced++;
         }
         for (int k = 0; names && k < m; k++) free(names[k]);
         free(names);
         if (!ok) {
             if (!names) cli_error("out of memory");
-            goto done;
+            return 1;
         }
-        if (!m) {
-            cli_error("no node of op type '%s' in the model", op);
-            goto done;
-        }
+        if (!m) return cli_error("no node of op type '%s' in the model", x->op);
     }
+    const char *domain = x->domain;
     printf("[I] %d node%s now %s%s%s\n", replaced, replaced == 1 ? "" : "s", domain && *domain ? domain : "",
-           domain && *domain ? "::" : "", with);
-    if (save(&c, net)) goto done;
-    rc = 0;
-done:
-    for (int k = 0; k < n_extra; k++) parsed_attr_free(&extra[k]);
-    kiln_network_free(net);
-    return rc;
+           domain && *domain ? "::" : "", x->with);
+    return 0;
 }
 
-static int cmd_set_attr(int argc, char **argv)
+static int replace_check(void *args)
 {
-    common_opts c = {0};
-    const char *node = NULL;
-    parsed_attr attrs[MAX_LIST];
-    int n_attrs = 0, r, rc = 2;
-    kiln_network *net = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if ((r = cli_flag_value(argc, argv, &i, "--node", &v))) {
-            if (r < 0) goto done;
-            node = v;
-        } else if ((r = cli_flag_value(argc, argv, &i, "--attr", &v))) {
-            if (r < 0) goto done;
-            if (n_attrs == MAX_LIST) {
-                cli_error("--attr: more than %d", MAX_LIST);
-                goto done;
-            }
-            if (parse_attr(v, &attrs[n_attrs])) goto done;
-            n_attrs++;
-        } else if ((r = common_flag(&c, "set-attr", argc, argv, &i))) {
-            if (r < 0) goto done;
-        } else {
-            cli_error("surgeon set-attr: unknown option '%s' (kiln surgeon --help)", argv[i]);
-            goto done;
-        }
+    const replace_args *x = args;
+    if (!x->na.node == !x->op) {
+        cli_error("surgeon replace-op: give exactly one of --node=NAME and --op=TYPE");
+        return 2;
     }
-    if ((r = check_common(&c, "set-attr"))) goto done;
-    if (!node || !n_attrs) {
+    if (!x->with) {
+        cli_error("surgeon replace-op: --with=TYPE is required (the new op type)");
+        return 2;
+    }
+    return 0;
+}
+
+static int set_attr_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    node_attrs *x = args;
+    (void)written;
+    int k = find_node(net, x->node);
+    if (k < 0) return 1;
+    for (int a = 0; a < x->n_attrs; a++)
+        if (set_attr(net, k, &x->attrs[a])) return 1;
+    return 0;
+}
+
+static int set_attr_check(void *args)
+{
+    const node_attrs *x = args;
+    if (!x->node || !x->n_attrs) {
         cli_error("surgeon set-attr: --node=NAME and at least one --attr=k=v are required");
-        goto done;
+        return 2;
     }
-    rc = 1;
-    if (load(&c, &net)) goto done;
-    int k = find_node(net, node);
-    if (k < 0) goto done;
-    for (int a = 0; a < n_attrs; a++)
-        if (set_attr(net, k, &attrs[a])) goto done;
-    if (save(&c, net)) goto done;
-    rc = 0;
-done:
-    for (int a = 0; a < n_attrs; a++) parsed_attr_free(&attrs[a]);
-    kiln_network_free(net);
-    return rc;
+    return 0;
 }
 
-static int cmd_remove_node(int argc, char **argv)
+static int remove_node_flag(void *args, int argc, char **argv, int *i)
 {
-    common_opts c = {0};
-    const char *node = NULL;
-    int r;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if ((r = cli_flag_value(argc, argv, &i, "--node", &v))) {
-            if (r < 0) return 2;
-            node = v;
-        } else if ((r = common_flag(&c, "remove-node", argc, argv, &i))) {
-            if (r < 0) return 2;
-        } else {
-            cli_error("surgeon remove-node: unknown option '%s' (kiln surgeon --help)", argv[i]);
-            return 2;
-        }
-    }
-    if ((r = check_common(&c, "remove-node"))) return r;
-    if (!node) {
+    return cli_flag_value(argc, argv, i, "--node", (const char **)args);
+}
+
+static int remove_node_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    (void)written;
+    int k = find_node(net, *(const char **)args);
+    if (k < 0) return 1;
+    if (kiln_graph_remove_node(net, k)) return cli_error("%s", kiln_network_last_error(net));
+    return 0;
+}
+
+static int remove_node_check(void *args)
+{
+    if (!*(const char **)args) {
         cli_error("surgeon remove-node: --node=NAME is required");
         return 2;
     }
-    kiln_network *net = NULL;
-    int rc = 1;
-    if (load(&c, &net)) goto done;
-    int k = find_node(net, node);
-    if (k < 0) goto done;
-    if (kiln_graph_remove_node(net, k)) {
-        cli_error("%s", kiln_network_last_error(net));
-        goto done;
-    }
-    if (save(&c, net)) goto done;
-    rc = 0;
-done:
-    kiln_network_free(net);
-    return rc;
+    return 0;
 }
 
-static int cmd_rename(int argc, char **argv)
-{
-    common_opts c = {0};
+typedef struct rename_args {
     const char *specs[MAX_LIST];
-    int n = 0, r;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if ((r = cli_flag_value(argc, argv, &i, "--tensor", &v))) {
-            if (r < 0) return 2;
-            if (n == MAX_LIST) {
-                cli_error("--tensor: more than %d", MAX_LIST);
-                return 2;
-            }
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v || !eq[1]) {
-                cli_error("--tensor: '%s' is not OLD=NEW", v);
-                return 2;
-            }
-            specs[n++] = v;
-        } else if ((r = common_flag(&c, "rename", argc, argv, &i))) {
-            if (r < 0) return 2;
-        } else {
-            cli_error("surgeon rename: unknown option '%s' (kiln surgeon --help)", argv[i]);
-            return 2;
-        }
+    int n;
+} rename_args;
+
+static int rename_flag(void *args, int argc, char **argv, int *i)
+{
+    rename_args *x = args;
+    const char *v;
+    int r = cli_flag_value(argc, argv, i, "--tensor", &v);
+    if (r <= 0) return r;
+    if (x->n == MAX_LIST) {
+        cli_error("--tensor: more than %d", MAX_LIST);
+        return -1;
     }
-    if ((r = check_common(&c, "rename"))) return r;
-    if (!n) {
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1]) {
+        cli_error("--tensor: '%s' is not OLD=NEW", v);
+        return -1;
+    }
+    x->specs[x->n++] = v;
+    return 1;
+}
+
+static int rename_edit(void *args, kiln_network *net, kiln_network **written)
+{
+    rename_args *x = args;
+    (void)written;
+    for (int k = 0; k < x->n; k++) {
+        const char *eq = strchr(x->specs[k], '=');
+        char old[1024];
+        snprintf(old, sizeof old, "%.*s", (int)(eq - x->specs[k]), x->specs[k]);
+        if (kiln_graph_rename_tensor(net, old, eq + 1)) return cli_error("%s", kiln_network_last_error(net));
+    }
+    return 0;
+}
+
+static int rename_check(void *args)
+{
+    if (!((const rename_args *)args)->n) {
         cli_error("surgeon rename: --tensor=OLD=NEW is required");
         return 2;
     }
-    kiln_network *net = NULL;
-    int rc = 1;
-    if (load(&c, &net)) goto done;
-    for (int k = 0; k < n; k++) {
-        const char *eq = strchr(specs[k], '=');
-        char old[1024];
-        snprintf(old, sizeof old, "%.*s", (int)(eq - specs[k]), specs[k]);
-        if (kiln_graph_rename_tensor(net, old, eq + 1)) {
-            cli_error("%s", kiln_network_last_error(net));
-            goto done;
-        }
-    }
-    if (save(&c, net)) goto done;
-    rc = 0;
-done:
-    kiln_network_free(net);
+    return 0;
+}
+
+/* --- dispatch ---------------------------------------------------------------------- */
+
+typedef struct subcommand {
+    const char *name;
+    own_flag_fn flag;
+    int (*check)(void *args);     /* after the flags: required ones; 0 or 2 (error printed); may be NULL */
+    edit_fn edit;
+    void (*report)(void *args);   /* after writing; may be NULL */
+    void (*release)(void *args);  /* may be NULL */
+} subcommand;
+
+/* Every subcommand's arguments; zeroed before its flags are read. */
+typedef union sub_args {
+    sanitize_args sanitize;
+    extract_args extract;
+    replace_args replace;
+    node_attrs set_attr;
+    const char *node;
+    rename_args rename;
+} sub_args;
+
+/* Flags, checks, load, edit, write, report: exit code 0, 1 (failed) or 2 (usage). */
+static int run_subcommand(const subcommand *s, int argc, char **argv)
+{
+    common_opts c = {0};
+    static sub_args args; /* large (lists of shapes and attributes): off the stack */
+    memset(&args, 0, sizeof args);
+    int rc = parse_args(s->name, argc, argv, s->flag, &args, &c);
+    if (!rc && s->check) rc = s->check(&args);
+    if (!rc) rc = edit_model(&c, s->edit, &args);
+    if (!rc && s->report) s->report(&args);
+    if (s->release) s->release(&args);
     return rc;
 }
 
 int kiln_cmd_surgeon(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        int (*fn)(int, char **);
-    } subs[] = {
-        {"sanitize", cmd_sanitize}, {"extract", cmd_extract}, {"replace-op", cmd_replace_op},
-        {"set-attr", cmd_set_attr}, {"remove-node", cmd_remove_node}, {"rename", cmd_rename},
+    static const subcommand subs[] = {
+        {"sanitize", sanitize_flag, NULL, sanitize_edit, sanitize_report, NULL},
+        {"extract", extract_flag, extract_check, extract_edit, NULL, NULL},
+        {"replace-op", replace_flag, replace_check, replace_edit, NULL, node_attrs_release},
+        {"set-attr", node_attrs_flag, set_attr_check, set_attr_edit, NULL, node_attrs_release},
+        {"remove-node", remove_node_flag, remove_node_check, remove_node_edit, NULL, NULL},
+        {"rename", rename_flag, rename_check, rename_edit, NULL, NULL},
     };
     if (argc < 2) {
         cli_error("surgeon: no subcommand (sanitize, extract, replace-op, set-attr, remove-node, rename; kiln surgeon --help)");
@@ -713,7 +736,7 @@ int kiln_cmd_surgeon(int argc, char **argv)
                     surgeon_usage();
                     return 0;
                 }
-            return subs[i].fn(argc - 1, argv + 1);
+            return run_subcommand(&subs[i], argc - 1, argv + 1);
         }
     cli_error("surgeon: unknown subcommand '%s' (sanitize, extract, replace-op, set-attr, remove-node, rename)", argv[1]);
     return 2;
