@@ -121,20 +121,6 @@ const char *kiln_graph_node_attr_name(const kiln_network *net, int node, int i)
     return (n && i >= 0 && i < n->n_attrs) ? n->attrs[i].name : NULL;
 }
 
-static const char *attr_type_name(kiln_attr_type t)
-{
-    switch (t) {
-    case KILN_ATTR_FLOAT: return "FLOAT";
-    case KILN_ATTR_INT: return "INT";
-    case KILN_ATTR_STRING: return "STRING";
-    case KILN_ATTR_TENSOR: return "TENSOR";
-    case KILN_ATTR_FLOATS: return "FLOATS";
-    case KILN_ATTR_INTS: return "INTS";
-    case KILN_ATTR_STRINGS: return "STRINGS";
-    }
-    return "?";
-}
-
 /* The attribute, or NULL with the reason in kiln_last_error(); type 0 accepts any. */
 static const kiln_attr *find_attr(const kiln_network *net, int node, const char *name, kiln_attr_type type,
                                   kiln_status *st)
@@ -152,7 +138,7 @@ static const kiln_attr *find_attr(const kiln_network *net, int node, const char 
     }
     if (type && a->type != type) {
         *st = kiln__gapi_lfail(KILN_ERR_DTYPE, "node '%s' (%s): attribute '%s' is %s, not %s", n->name, n->op_type, name,
-                               attr_type_name(a->type), attr_type_name(type));
+                               kiln__attr_type_name(a->type), kiln__attr_type_name(type));
         return NULL;
     }
     *st = KILN_OK;

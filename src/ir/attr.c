@@ -40,7 +40,7 @@ int64_t kiln__attr_ints(const kiln_node *n, const char *name, const int64_t **va
     return a->n;
 }
 
-static const char *type_name(kiln_attr_type t)
+const char *kiln__attr_type_name(kiln_attr_type t)
 {
     switch (t) {
     case KILN_ATTR_FLOAT: return "FLOAT";
@@ -59,5 +59,5 @@ kiln_status kiln__attr_expect(const kiln_node *n, const char *name, kiln_attr_ty
     const kiln_attr *a = kiln__node_attr(n, name);
     if (!a || a->type == t) return KILN_OK;
     return kiln__fail(err, KILN_ERR_INVALID_ARG, "node '%s' (%s): attribute '%s' must be %s, got %s",
-                      n->name, n->op_type, name, type_name(t), type_name(a->type));
+                      n->name, n->op_type, name, kiln__attr_type_name(t), kiln__attr_type_name(a->type));
 }

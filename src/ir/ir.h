@@ -186,6 +186,8 @@ const char *kiln__attr_string(const kiln_node *n, const char *name, const char *
 int64_t kiln__attr_ints(const kiln_node *n, const char *name, const int64_t **vals);
 /* Validates the attribute's type if present: "node 'x': attribute 'axis' must be INT". */
 kiln_status kiln__attr_expect(const kiln_node *n, const char *name, kiln_attr_type t, kiln_err *err);
+/* "FLOAT", "INTS", ... as ONNX spells attribute types. */
+const char *kiln__attr_type_name(kiln_attr_type t);
 
 /*
  * One schema per op. parse_attrs validates the node's attributes (for the
