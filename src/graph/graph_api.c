@@ -289,7 +289,7 @@ static kiln_status attrs_commit(kiln_network *net, int node, kiln_attr *add, con
         free(arr);
         goto fail;
     }
-    if (idx >= 0) kiln__graph_attr_free(&n->attrs[idx]);
+    if (idx >= 0) kiln__attr_free(&n->attrs[idx]);
     free(n->attrs);
     n->attrs = arr;
     n->n_attrs = nn;
@@ -297,7 +297,7 @@ static kiln_status attrs_commit(kiln_network *net, int node, kiln_attr *add, con
     forget_decls(net, n);
     return KILN_OK;
 fail:
-    if (add) kiln__graph_attr_free(add);
+    if (add) kiln__attr_free(add);
     return s;
 }
 
@@ -339,7 +339,7 @@ kiln_status kiln_graph_set_attr_string(kiln_network *net, int node, const char *
     if (s) return s;
     a.s = kiln__strdup(v ? v : "");
     if (!a.s) {
-        kiln__graph_attr_free(&a);
+        kiln__attr_free(&a);
         return kiln__gapi_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
     }
     a.s_len = strlen(a.s);
@@ -358,7 +358,7 @@ static kiln_status set_attr_list(kiln_network *net, int node, const char *name, 
     if (s) return s;
     void *list = kiln__calloc((size_t)n + 1, elem_size);
     if (!list) {
-        kiln__graph_attr_free(&a);
+        kiln__attr_free(&a);
         return kiln__gapi_fail(net, KILN_ERR_OUT_OF_MEMORY, "out of memory");
     }
     if (n) memcpy(list, v, elem_size * (size_t)n);
@@ -429,7 +429,7 @@ static int readers(const kiln_network *net, int t, int except_node)
 /* Removes node k from the list (freed), renumbering the later ones. */
 static void delete_node(kiln_network *net, int k)
 {
-    kiln__graph_node_free(&net->nodes[k]);
+    kiln__node_free(&net->nodes[k]);
     memmove(&net->nodes[k], &net->nodes[k + 1], sizeof *net->nodes * (size_t)(net->n_nodes - k - 1));
     net->n_nodes--;
     reset_producers(net);
@@ -582,7 +582,7 @@ static kiln_status build_node(kiln_network *net, int self, int64_t opset, const 
     }
     kiln_network_free(scratch);
     if (s) {
-        kiln__graph_node_free(out);
+        kiln__node_free(out);
         return s;
     }
     return KILN_OK;
@@ -620,7 +620,7 @@ kiln_status kiln_graph_replace_node(kiln_network *net, int node, const char *nam
     if (s) {
         old.doc_string = n->doc_string;
         n->doc_string = NULL;
-        kiln__graph_node_free(n);
+        kiln__node_free(n);
         *n = old;
         truncate_tensors(net, nt0);
         reset_producers(net);
@@ -631,7 +631,7 @@ kiln_status kiln_graph_replace_node(kiln_network *net, int node, const char *nam
         for (int j = 0; j < old.n_out; j++)
             if (old.out[j] >= 0) cand_t[old.out[j]] = true;
     forget_decls(net, n);
-    kiln__graph_node_free(&old);
+    kiln__node_free(&old);
     if (cand_t) drop_orphans(net, cand_t);
     free(cand_t);
     return KILN_OK;
@@ -715,7 +715,7 @@ kiln_status kiln_graph_add_node(kiln_network *net, const char *name, const char 
     s = check_graph(net, &err);
     if (s) {
         net->n_nodes--;
-        kiln__graph_node_free(&net->nodes[net->n_nodes]);
+        kiln__node_free(&net->nodes[net->n_nodes]);
         truncate_tensors(net, nt0);
         reset_producers(net);
         return kiln__gapi_fail(net, s, "add_node '%s': %s", name, err.msg);

@@ -5,10 +5,6 @@
 #include "../passes/passes.h"
 #include "kiln_graph.h"
 
-/* In src/passes/graph_edit.c (block "helpers for the public graph API"). */
-void kiln__graph_node_free(kiln_node *n);
-void kiln__graph_attr_free(kiln_attr *a);
-
 /* Failure of an edit: text into net->last_error and kiln_last_error(); returns s. */
 kiln_status kiln__gapi_fail(kiln_network *net, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -186,6 +186,10 @@ const char *kiln__attr_string(const kiln_node *n, const char *name, const char *
 int64_t kiln__attr_ints(const kiln_node *n, const char *name, const int64_t **vals);
 /* Validates the attribute's type if present: "node 'x': attribute 'axis' must be INT". */
 kiln_status kiln__attr_expect(const kiln_node *n, const char *name, kiln_attr_type t, kiln_err *err);
+/* Frees what a node / an attribute owns and zeroes it (network.c; every node and attribute
+ * goes through these, so a new owned field is freed in one place). */
+void kiln__node_free(kiln_node *n);
+void kiln__attr_free(kiln_attr *a);
 /* "FLOAT", "INTS", ... as ONNX spells attribute types. */
 const char *kiln__attr_type_name(kiln_attr_type t);
 

@@ -38,7 +38,7 @@ static void value_free_data(kiln_value *v)
     v->data = NULL;
 }
 
-static void attr_free(kiln_attr *a)
+void kiln__attr_free(kiln_attr *a)
 {
     free(a->name);
     free(a->s);
@@ -51,6 +51,22 @@ static void attr_free(kiln_attr *a)
         value_free_data(a->t);
         free(a->t);
     }
+    memset(a, 0, sizeof *a);
+}
+
+void kiln__node_free(kiln_node *n)
+{
+    free(n->name);
+    free(n->op_type);
+    free(n->domain);
+    free(n->in);
+    free(n->out);
+    for (int a = 0; a < n->n_attrs; a++) kiln__attr_free(&n->attrs[a]);
+    free(n->attrs);
+    kiln__plugin_params_release(n);
+    free(n->params);
+    free(n->doc_string);
+    memset(n, 0, sizeof *n);
 }
 
 void kiln_network_free(kiln_network *net)
@@ -62,19 +78,7 @@ void kiln_network_free(kiln_network *net)
         kiln__tensor_decl_free(net->tensors[i].decl); /* surgeon */
         free(net->tensors[i].doc_string);
     }
-    for (int i = 0; i < net->n_nodes; i++) {
-        kiln_node *n = &net->nodes[i];
-        free(n->name);
-        free(n->op_type);
-        free(n->domain);
-        free(n->in);
-        free(n->out);
-        for (int a = 0; a < n->n_attrs; a++) attr_free(&n->attrs[a]);
-        free(n->attrs);
-        kiln__plugin_params_release(n); /* plugins (issue 4) */
-        free(n->params);
-        free(n->doc_string); /* surgeon */
-    }
+    for (int i = 0; i < net->n_nodes; i++) kiln__node_free(&net->nodes[i]);
     for (int i = 0; i < net->n_syms; i++) free(net->syms[i]);
     free(net->syms);
     free(net->tensors);

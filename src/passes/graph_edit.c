@@ -11,43 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void value_data_free(kiln_value *v)
-{
-    free(v->data);
-    v->data = NULL;
-    v->nbytes = 0;
-}
-
-static void attr_free(kiln_attr *a)
-{
-    free(a->name);
-    free(a->s);
-    free(a->ints);
-    free(a->floats);
-    if (a->strings)
-        for (int64_t i = 0; i < a->n; i++) free(a->strings[i]);
-    free(a->strings);
-    if (a->t) {
-        value_data_free(a->t);
-        free(a->t);
-    }
-    memset(a, 0, sizeof *a);
-}
-
-static void node_free(kiln_node *n)
-{
-    free(n->name);
-    free(n->op_type);
-    free(n->domain);
-    free(n->in);
-    free(n->out);
-    for (int a = 0; a < n->n_attrs; a++) attr_free(&n->attrs[a]);
-    free(n->attrs);
-    kiln__plugin_params_release(n); /* plugins (issue 4) */
-    free(n->params);
-    free(n->doc_string); /* surgeon (issue 5) */
-    memset(n, 0, sizeof *n);
-}
 
 /* Power-of-two open-addressing table at most half full, as network.c keeps it. */
 static kiln_status rebuild_hash(kiln_network *net, kiln_err *err)
@@ -200,7 +163,7 @@ static kiln_attr *attr_slot(kiln_node *n, const char *name, kiln_err *err)
         if (!strcmp(n->attrs[i].name, name)) {
             char *keep = n->attrs[i].name;
             n->attrs[i].name = NULL;
-            attr_free(&n->attrs[i]);
+            kiln__attr_free(&n->attrs[i]);
             n->attrs[i].name = keep;
             return &n->attrs[i];
         }
@@ -306,7 +269,7 @@ kiln_status kiln__graph_compact(kiln_network *net, const bool *deleted, kiln_err
     int w = 0;
     for (int i = 0; i < net->n_nodes; i++) {
         if (deleted && deleted[i]) {
-            node_free(&net->nodes[i]);
+            kiln__node_free(&net->nodes[i]);
             continue;
         }
         if (w != i) net->nodes[w] = net->nodes[i];
@@ -375,9 +338,3 @@ kiln_status kiln__graph_compact(kiln_network *net, const bool *deleted, kiln_err
     return rebuild_hash(net, err);
 }
 
-/* ---- begin: helpers for the public graph API (src/graph, owner: graph-api) ----
- * Declared in src/graph/graph_internal.h; they expose the frees above so the
- * API does not keep a second copy of what a node owns. */
-void kiln__graph_node_free(kiln_node *n) { node_free(n); }
-void kiln__graph_attr_free(kiln_attr *a) { attr_free(a); }
-/* ---- end: helpers for the public graph API ---- */
