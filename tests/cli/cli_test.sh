@@ -18,25 +18,7 @@ X2=$SR/srvgg_tiny_x2
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-cli.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT INT TERM
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "PASS $1"; }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL $1"
-    [ -f "$T/stderr" ] && sed -e 's/^/     stderr: /' "$T/stderr" | head -n 20
-    [ -f "$T/stdout" ] && sed -e 's/^/     stdout: /' "$T/stdout" | head -n 20
-}
-
-# Runs kiln with the given arguments; status in $rc, output in $T/stdout and $T/stderr.
-k() {
-    timeout 300 "$KILN" "$@" >"$T/stdout" 2>"$T/stderr" </dev/null
-    rc=$?
-}
-
-sanitizer_clean() {
-    ! grep -q -e 'AddressSanitizer' -e 'LeakSanitizer' -e 'runtime error' "$T/stdout" "$T/stderr"
-}
+. "$(dirname "$0")/lib.sh"
 
 # A successful command: exit 0, nothing on stderr, no sanitizer report.
 expect_success() {

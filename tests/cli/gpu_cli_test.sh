@@ -21,25 +21,8 @@ DATA=$X2/test_data_set_0
 T=$(mktemp -d "${TMPDIR:-/tmp}/kiln-gpu-cli.XXXXXX") || exit 2
 trap 'rm -rf "$T"' EXIT INT TERM
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "PASS $1"; }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL $1"
-    [ -f "$T/stderr" ] && sed -e 's/^/     stderr: /' "$T/stderr" | head -n 20
-    [ -f "$T/stdout" ] && sed -e 's/^/     stdout: /' "$T/stdout" | tail -n 30
-}
-
-# Runs kiln; status in $rc, output in $T/stdout and $T/stderr.
-k() {
-    timeout 600 "$KILN" "$@" >"$T/stdout" 2>"$T/stderr" </dev/null
-    rc=$?
-}
-
-sanitizer_clean() {
-    ! grep -q -e 'AddressSanitizer' -e 'LeakSanitizer' -e 'runtime error' "$T/stdout" "$T/stderr"
-}
+K_TIMEOUT=600
+. "$(dirname "$0")/lib.sh"
 
 # exit 0, empty stderr, stdout holding every further argument (fixed strings).
 expect_success() {
