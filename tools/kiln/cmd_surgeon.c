@@ -96,7 +96,7 @@ static int load(const common_opts *c, kiln_network **net)
 static int save(const common_opts *c, kiln_network *net)
 {
     if (kiln_network_infer_shapes(net))
-        printf("[W] shape inference: %s (types of the tensors it could not infer are left out)\n",
+        printf("[W] %s (types of the tensors it could not infer are left out)\n",
                kiln_network_last_error(net));
     kiln_onnx_write_options wo = {.struct_size = sizeof wo, .external_data = c->external,
                                   .external_threshold = (size_t)c->threshold};
@@ -416,7 +416,7 @@ static int extract_edit(void *args, kiln_network *net, kiln_network **written)
     extract_args *x = args;
     kiln_network *sub = NULL;
     if (kiln_graph_extract(net, x->ins, x->n_in, x->outs, x->n_out, &sub))
-        return cli_error("extract: %s", kiln_last_error());
+        return cli_error("%s", kiln_last_error()); /* the library's text starts with "extract: " */
     *written = sub;
     return 0;
 }
