@@ -34,13 +34,14 @@ def main():
         if onnx_path not in exported:
             model = make_model(c["model"], "cuda", seed=0).float().eval()
             x = torch.rand(c["shape"], device="cuda")
-            bench.export_onnx(model, x, onnx_path, c["sr"], log)
+            bench.export_onnx(model, x, onnx_path, c.get("dynamic_hw", c["sr"]), log, opset=c.get("opset", 17),
+                              deform=c.get("deform", False))
             exported[onnx_path] = True
         shape = "x".join(map(str, c["shape"]))
         base = os.path.join(out, f"{case}_{prec}")
         eng = base + ".kiln"
         cmd = [kiln, "build", onnx_path, f"--saveEngine={eng}", f"--shapes=input:{shape}", "--verbose"] + FLAGS[prec]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
         open(base + "_build.log", "w").write(r.stdout + r.stderr)
         if r.returncode:
             print(f"{case} {prec}: build failed\n{(r.stdout + r.stderr)[-1500:]}")
