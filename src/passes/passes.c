@@ -15,6 +15,7 @@ static const kiln_pass pass_list[] = {
     {"remove_dead_nodes", kiln__pass_remove_dead_nodes},
     {"fold_batchnorm_into_conv", kiln__pass_fold_batchnorm_into_conv},
     {"fold_scale_into_conv", kiln__pass_fold_scale_into_conv},
+    {"hoist_activation", kiln__pass_hoist_activation},
     {"fuse_conv_activation", kiln__pass_fuse_conv_activation},
 };
 

@@ -17,6 +17,7 @@
  *   remove_dead_nodes         nodes whose outputs reach no graph output; unused constants
  *   fold_batchnorm_into_conv  Conv -> BatchNormalization folded into Conv's W and B
  *   fold_scale_into_conv      Conv -> Mul/Add/Sub by a per-channel constant folded into W and B
+ *   hoist_activation          Conv -> DepthToSpace -> act becomes Conv -> act -> DepthToSpace
  *   fuse_conv_activation      Conv [+act] [+Mul scalar] [+Add/Sum Z] -> kiln::FusedConv
  */
 #ifndef KILN_PASSES_H
@@ -89,6 +90,8 @@ kiln_status kiln__pass_fold_batchnorm_into_conv(kiln_network *net, const kiln_pa
                                                 kiln_pass_stats *stats, kiln_err *err);
 kiln_status kiln__pass_fold_scale_into_conv(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
                                             kiln_err *err);
+kiln_status kiln__pass_hoist_activation(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
+                                        kiln_err *err);
 kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_options *opts,
                                             kiln_pass_stats *stats, kiln_err *err);
 

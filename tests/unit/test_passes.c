@@ -368,6 +368,47 @@ static void test_conv_other_acts(void)
     }
 }
 
+/* Conv -> DepthToSpace -> LeakyRelu: the activation moves before DepthToSpace and fuses into the
+ * conv (both modes); a per-channel PRelu, a second reader or a pinned node keeps the order. */
+static void test_hoist_activation(void)
+{
+    static const int64_t small[4] = {1, 4, 5, 3};
+    for (int variant = 0; variant < 5; variant++) {
+        kiln_network *net = new_net(17);
+        add_image_input(net, "x", 4);
+        add_conv3(net, "conv", "x", 4, 8, "c");
+        kiln_attr_value da[2] = {{.name = "blocksize", .type = KILN_ATTR_INT, .i = 2},
+                                 {.name = "mode", .type = KILN_ATTR_STRING, .s = variant == 1 ? "CRD" : "DCR", .s_len = 3}};
+        const char *c = "c", *d = "d", *y = "y";
+        CHECK(kiln_network_add_node(net, "d2s", "DepthToSpace", "", 1, &c, 1, &d, 2, da) == KILN_OK);
+        if (variant == 2) {
+            int64_t sd[3] = {2, 1, 1};
+            add_rand_const(net, "slope", 3, sd, 0.1f, 0.3f);
+            const char *ins[2] = {"d", "slope"};
+            CHECK(kiln_network_add_node(net, "act", "PRelu", "", 2, ins, 1, &y, 0, NULL) == KILN_OK);
+        } else {
+            kiln_network_add_activation(net, "act", "d", KILN_ACT_LEAKY_RELU, 0.2f, "y");
+        }
+        kiln_network_mark_output(net, "y");
+        if (variant == 3) kiln_network_mark_output(net, "d");
+        const char *pin[1] = {"act"};
+        kiln_pass_options po = {.pinned = pin, .n_pinned = variant == 4 ? 1 : 0};
+        kiln_network *o = optimized(net, &po);
+        CHECK(o != NULL);
+        if (!o) continue;
+        bool hoisted = variant < 2;
+        CHECK(o->n_nodes == (hoisted ? 2 : 3));
+        CHECK(!strcmp(o->nodes[0].op_type, hoisted ? "FusedConv" : "Conv"));
+        CHECK(!strcmp(o->nodes[1].op_type, "DepthToSpace"));
+        if (hoisted) CHECK(!strcmp(kiln__attr_string(&o->nodes[0], "activation", "?"), "LeakyRelu"));
+        int yt = kiln__net_find_tensor(o, "y");
+        CHECK(yt >= 0 && o->tensors[yt].is_output);
+        check_same(net, o, 4, small);
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
 /* Mul (folded into W, no bias made) and Add without an activation; Add with the conv output second. */
 static void test_conv_mul_add_only(void)
 {
@@ -848,7 +889,7 @@ static void test_driver(void)
 {
     int n;
     const kiln_pass *list = kiln__passes(&n);
-    CHECK(n == 6 && !strcmp(list[0].name, "eliminate_identity"));
+    CHECK(n == 7 && !strcmp(list[0].name, "eliminate_identity"));
     CHECK(kiln__pass_find("fuse_conv_activation") != NULL && kiln__pass_find("nope") == NULL);
     kiln_network *net = new_net(17);
     add_image_input(net, "x", 4);
@@ -857,8 +898,8 @@ static void test_driver(void)
     kiln_network_add_activation(net, "relu", "n", KILN_ACT_RELU, 0, "y");
     kiln_network_mark_output(net, "y");
     char seen[512] = "";
-    const char *skip[2] = {"fuse_conv_activation", "fold_scale_into_conv"};
-    kiln_pass_options po = {.skip = skip, .n_skip = 2};
+    const char *skip[3] = {"fuse_conv_activation", "fold_scale_into_conv", "hoist_activation"};
+    kiln_pass_options po = {.skip = skip, .n_skip = 3};
     kiln_err err = {{0}};
     CHECK(kiln__passes_run(net, &po, record_pass, seen, &err) == KILN_OK);
     CHECK(!strcmp(seen, "eliminate_identity,fold_constants,remove_dead_nodes,fold_batchnorm_into_conv"));
@@ -1096,6 +1137,7 @@ int main(int argc, char **argv)
     test_conv_leaky_scale_residual();
     test_conv_prelu();
     test_conv_other_acts();
+    test_hoist_activation();
     test_conv_mul_add_only();
     test_conv_sum();
     test_conv_add_relu();
