@@ -627,7 +627,7 @@ def stage_kiln(name, c, args, R, log, budget):
     os.makedirs(kdir, exist_ok=True)
     tcache = os.path.join(args.workdir, "timing.cache")
     exec_timed_out = None  # a timed-out exec (e.g. an op run on the CPU) would time out again: skip later ones
-    for prec in KILN_PRECISIONS:
+    for prec in [q for q in KILN_PRECISIONS if q in args.kiln_precisions.split(",")]:
         k = rec["kiln"].setdefault(prec, {})
         if budget.left() < 25:
             k["error"] = "skipped: time budget spent"
@@ -1060,6 +1060,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="fewer iterations and a shorter time budget (~4 min)")
     ap.add_argument("--kiln", default=".device/bin/kiln", help="kiln CLI (default .device/bin/kiln)")
     ap.add_argument("--stages", default="eager,kiln,compile", help="any of eager,kiln,compile (default all)")
+    ap.add_argument("--kiln-precisions", default="fp16,fp32,tf32", help="kiln precisions to build and time")
     ap.add_argument("--compile-mode", default="default",
                     help="torch.compile mode: default, max-autotune-no-cudagraphs, reduce-overhead, ...")
     ap.add_argument("--compile-timeout", type=int, default=None, help="seconds for the whole torch.compile stage")

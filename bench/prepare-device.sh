@@ -9,6 +9,7 @@ cmake --build build-device -j"$(nproc)" >/dev/null
 rm -rf .device && mkdir -p .device/bin .device/shared/onnx-tests/node .device/shared/onnx-tests
 cp build-device/libkiln.so build-device/kiln build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test build-device/tests/kiln_conformance build-device/tests/kiln_deform_conv_test \
    .device/bin/
+cp build-device/tests/kiln_weights_test .device/bin/ # weights in run-time form (issue 3, owner: wts)
 cp -r "$SHARED/sr-fixtures" .device/shared/
 cp -r "$SHARED/onnx-tests/light" "$SHARED/onnx-tests/pytorch-operator" "$SHARED/onnx-tests/pytorch-converted" .device/shared/onnx-tests/
 # node tests of the ops the GPU backend has (the whole folder is too big to carry)

@@ -1,6 +1,7 @@
 /*
  * The builder: copies the network, runs the optimization passes, decides per
- * node where it runs and in which precision, prepares weights on the device,
+ * node where it runs and in which precision, converts the weights into the form
+ * each GPU op reads (weights.c; stored so in the engine file) and uploads them,
  * times each op's tactics at the opt shapes (with a timing cache), and returns
  * an engine.
  */
@@ -538,6 +539,8 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
         }
         kiln_context_free(ctx);
     }
+    /* weights into run-time form once, here; the engine then loads them as a saved one would */
+    if (!s) s = kiln__weights_pack(eng, err);
     if (!s) s = kiln__engine_prepare(eng, err);
     if (!s) s = time_tactics(eng, cfg, err);
     if (s) {

@@ -1,10 +1,15 @@
 /*
  * The engine file. Layout:
  *   "KILNENG\0"  u32 format version  u32 header length  header text (key=value lines)
- *   u64 body length  body (little-endian binary: network, per-node plan, shape profiles)
- *   u64 FNV-1a checksum of header text and body
+ *   u64 body length  body (little-endian binary: network, per-node plan, shape profiles,
+ *                          then the weights in run-time form: a table of forms and one blob)
+ *   u64 blob length  u64 sum64 of the blob (says whether damage is in the weights)
+ *   u64 checksum of header text, body and the two fields before it (sum64 below)
  * The header is text so a person (and kiln inspect) can read what an engine
  * was built for; the loader checks each field against this machine.
+ * Version 3 (issue 3): a constant may be stored only in run-time form (no original
+ * bytes), the weight blob is uploaded as stored, and the checksum reads 8-byte
+ * words in four lanes (byte-wise FNV-1a took ~190 ms on 67 MB of fp32 weights).
  */
 #include "engine.h"
 #include "../plugin/plugin.h" /* plugin records (issue 4) */
@@ -59,8 +64,37 @@ static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
     return h;
 }
 
+/* Checksum of a byte run, chained through h: four lanes of 8-byte words, each
+ * step (xor, multiply by an odd prime, xor-shift) a bijection of the lane, so
+ * any damage confined to one word always changes the sum; bytes past the last
+ * 32-byte group go through byte-wise FNV-1a. ~10x faster than byte-wise FNV. */
+static uint64_t sum64(uint64_t h, const uint8_t *p, size_t n)
+{
+    const uint64_t P = 1099511628211ull;
+    uint64_t l[4] = {h, h ^ 0x9e3779b97f4a7c15ull, h ^ 0xc2b2ae3d27d4eb4full, h ^ 0x165667b19e3779f9ull};
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * k, 8);
+            l[k] = (l[k] ^ w) * P;
+            l[k] ^= l[k] >> 29;
+        }
+    uint64_t m = l[0];
+    for (int k = 1; k < 4; k++) m = (m ^ l[k]) * P; /* each lane enters through a bijection */
+    return fnv(m, p + i, n - i);
+}
+#define SUM_SEED 1469598103934665603ull
+
 kiln_status kiln__engine_file_write(const char *path, const kiln_engine_header *h, const kiln_network *net,
                                     const kiln_layer_plan *plan, const kiln_shape_profile *prof, int n_prof, kiln_err *err)
+{
+    return kiln__engine_file_write_w(path, h, net, plan, prof, n_prof, NULL, err);
+}
+
+kiln_status kiln__engine_file_write_w(const char *path, const kiln_engine_header *h, const kiln_network *net,
+                                      const kiln_layer_plan *plan, const kiln_shape_profile *prof, int n_prof,
+                                      const kiln_weights *w, kiln_err *err)
 {
     char hdr[2048];
     int hl = snprintf(hdr, sizeof hdr,
@@ -94,6 +128,10 @@ kiln_status kiln__engine_file_write(const char *path, const kiln_engine_header *
         put_u32(&b, (uint32_t)tt->v.dtype);
         put_u32(&b, (uint32_t)tt->v.shape.rank);
         for (int d = 0; d < tt->v.shape.rank; d++) put_i64(&b, tt->v.shape.d[d].add);
+        /* v3: whether the original bytes follow (not when only the run-time form is kept) */
+        bool keep = !(w && w->no_host && w->no_host[t]);
+        put_u32(&b, keep ? 1u : 0u);
+        if (!keep) continue;
         put_u64(&b, tt->v.nbytes);
         put(&b, tt->v.data, tt->v.nbytes);
     }
@@ -167,14 +205,33 @@ kiln_status kiln__engine_file_write(const char *path, const kiln_engine_header *
             put_i64(&b, prof[p].max[d]);
         }
     }
+    /* v3: weights in run-time form: the table, then the blob as the device gets it */
+    int n_forms = w ? w->n_forms : 0;
+    put_u32(&b, (uint32_t)n_forms);
+    for (int k = 0; k < n_forms; k++) {
+        const kiln_wform *fm = &w->forms[k];
+        put_str(&b, net->tensors[fm->tensor].name);
+        put_i32(&b, fm->dtype);
+        put_i32(&b, fm->layout);
+        put_i32(&b, fm->transform);
+        put_u64(&b, fm->offset);
+        put_u64(&b, fm->nbytes);
+    }
+    put_u64(&b, n_forms ? w->bytes : 0);
+    if (n_forms) put(&b, w->blob, (size_t)w->bytes);
     wbuf f = {0};
     put(&f, MAGIC, 8);
     put_u32(&f, KILN_ENGINE_FORMAT_VERSION);
     put_u32(&f, (uint32_t)hl);
     put(&f, hdr, (size_t)hl);
     put_u64(&f, b.n);
+    size_t body_at = f.n;
     put(&f, b.p, b.n);
-    uint64_t sum = fnv(fnv(1469598103934665603ull, (const uint8_t *)hdr, (size_t)hl), b.p, b.n);
+    /* trailer: the weight blob's length and its own sum (they name the damaged part), then the sum of all */
+    uint64_t wbytes = n_forms ? w->bytes : 0;
+    put_u64(&f, wbytes);
+    put_u64(&f, sum64(SUM_SEED, n_forms ? w->blob : (const uint8_t *)"", (size_t)wbytes));
+    uint64_t sum = f.oom ? 0 : sum64(sum64(SUM_SEED, (const uint8_t *)hdr, (size_t)hl), f.p + body_at, f.n - body_at);
     put_u64(&f, sum);
     kiln_status s;
     if (b.oom || f.oom) s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory writing engine '%s'", path);
@@ -256,6 +313,82 @@ static bool header_field(const char *hdr, const char *key, char *out, size_t len
 kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln_network **net_out,
                                    kiln_layer_plan **plan_out, kiln_shape_profile **prof_out, int *n_prof_out, kiln_err *err)
 {
+    return kiln__engine_file_read_w(path, h, net_out, plan_out, prof_out, n_prof_out, NULL, err);
+}
+
+static bool float_dt(int32_t dt) { return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16; }
+
+/* The weights section (v3): the table of run-time forms and the blob. Validates every
+ * entry against the network read before it; on success the blob stays in `data`, whose
+ * ownership passes to w (NULL: forms are checked, then dropped). */
+static const char *read_weights(rbuf *r, kiln_network *net, const bool *no_data, kiln_weights *w)
+{
+    uint32_t n = get_u32(r);
+    if (r->bad || n > (1u << 22)) return "weights (form count)";
+    kiln_wform *forms = kiln__calloc((size_t)n + 1, sizeof *forms);
+    if (!forms) return "weights (out of memory)";
+    bool *has_form = kiln__calloc((size_t)net->n_tensors + 1, sizeof(bool));
+    const char *why = has_form ? NULL : "weights (out of memory)";
+    for (uint32_t k = 0; k < n && !why; k++) {
+        kiln_wform *fm = &forms[k];
+        char *name = get_str(r);
+        fm->tensor = name ? kiln__net_find_tensor(net, name) : -1;
+        free(name);
+        fm->dtype = get_i32(r);
+        fm->layout = get_i32(r);
+        fm->transform = get_i32(r);
+        fm->offset = get_u64(r);
+        fm->nbytes = get_u64(r);
+        if (r->bad) why = "weights (form table truncated)";
+        else if (fm->tensor < 0 || net->tensors[fm->tensor].kind != KILN_TENSOR_CONSTANT)
+            why = "weights (a form of something that is not a constant)";
+        else if (kiln_dtype_size((kiln_dtype)fm->dtype) == 0 || (fm->layout != KILN_LAYOUT_ROW_MAJOR && fm->layout != KILN_LAYOUT_NHWC) ||
+                 (fm->transform != KILN_WFORM_COPY && fm->transform != KILN_WFORM_ONE_MINUS))
+            why = "weights (bad dtype, layout or transform of a form)";
+        else {
+            const kiln_value *v = &net->tensors[fm->tensor].v;
+            size_t need = kiln_dtype_size((kiln_dtype)fm->dtype);
+            for (int d = 0; d < v->shape.rank && !why; d++)
+                if (kiln__mul_overflow(need, (size_t)v->shape.d[d].add, &need)) why = "weights (form size)";
+            if (!why && (fm->nbytes != need || (fm->layout == KILN_LAYOUT_NHWC && v->shape.rank != 4) ||
+                         (fm->transform == KILN_WFORM_ONE_MINUS && !float_dt(fm->dtype)) || fm->offset % KILN_WBLOB_ALIGN))
+                why = "weights (a form does not match its constant)";
+            for (uint32_t q = 0; q < k && !why; q++)
+                if (forms[q].tensor == fm->tensor && forms[q].dtype == fm->dtype && forms[q].layout == fm->layout &&
+                    forms[q].transform == fm->transform)
+                    why = "weights (a form listed twice)";
+            if (!why) has_form[fm->tensor] = true;
+        }
+    }
+    uint64_t bytes = why ? 0 : get_u64(r);
+    if (!why && r->bad) why = "weights (blob length)";
+    for (uint32_t k = 0; k < n && !why; k++)
+        if (forms[k].offset > bytes || forms[k].nbytes > bytes - forms[k].offset) why = "weights (a form outside the blob)";
+    const uint8_t *blob = why ? NULL : get_span(r, bytes);
+    if (!why && !blob && bytes) why = "weights (blob truncated)";
+    /* a constant stored without its original bytes must have a run-time form */
+    for (int t = 0; t < net->n_tensors && !why; t++)
+        if (no_data[t] && !has_form[t]) why = "constants (one kept in no form)";
+    free(has_form);
+    if (why || !w) {
+        free(forms);
+        return why;
+    }
+    w->forms = forms;
+    w->n_forms = (int)n;
+    w->blob = blob;
+    w->bytes = bytes;
+    return NULL;
+}
+
+kiln_status kiln__engine_file_read_w(const char *path, kiln_engine_header *h, kiln_network **net_out,
+                                     kiln_layer_plan **plan_out, kiln_shape_profile **prof_out, int *n_prof_out,
+                                     kiln_weights *w_out, kiln_err *err)
+{
+    if (w_out) memset(w_out, 0, sizeof *w_out);
+    bool *no_data = NULL;     /* per tensor: stored only in run-time form */
+    int *no_data_list = NULL; /* their indices, while the constants are read */
+    int n_no_data = 0;
     *net_out = NULL;
     *plan_out = NULL;
     *prof_out = NULL;
@@ -287,13 +420,18 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
     hdr = kiln__strndup(hp, hl);
     uint64_t bl = get_u64(&r);
     size_t body_start = r.pos;
-    if (r.bad || bl > len - r.pos || len - r.pos - bl != 8) DAMAGED("truncated or trailing bytes");
-    uint64_t stored;
-    memcpy(&stored, data + body_start + bl, 8);
-    uint64_t sum = fnv(fnv(1469598103934665603ull, (const uint8_t *)hp, hl), data + body_start, (size_t)bl);
+    if (r.bad || bl > len - r.pos || len - r.pos - bl != 24) DAMAGED("truncated or trailing bytes");
+    uint64_t stored, wbytes, wsum;
+    memcpy(&wbytes, data + body_start + bl, 8);
+    memcpy(&wsum, data + body_start + bl + 8, 8);
+    memcpy(&stored, data + body_start + bl + 16, 8);
+    uint64_t sum = sum64(sum64(SUM_SEED, (const uint8_t *)hp, hl), data + body_start, (size_t)bl + 16);
     if (!hdr || sum != stored) {
-        s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: checksum mismatch (stored %016llx, computed %016llx)", path,
-                       (unsigned long long)stored, (unsigned long long)sum);
+        /* which part: the weight blob ends the body and has its own sum */
+        bool in_w = wbytes <= bl && sum64(SUM_SEED, data + body_start + bl - wbytes, (size_t)wbytes) != wsum;
+        s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: checksum mismatch %s (stored %016llx, computed %016llx)", path,
+                       in_w ? "in the weights" : "outside the weights (header, graph, plan)", (unsigned long long)stored,
+                       (unsigned long long)sum);
         goto done;
     }
     char v[300];
@@ -349,10 +487,35 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
         int64_t dims[KILN_MAX_DIMS];
         if (rank > KILN_MAX_DIMS) r.bad = true;
         for (uint32_t d = 0; d < rank && !r.bad; d++) dims[d] = get_i64(&r);
-        uint64_t nb = get_u64(&r);
-        const void *p = get_span(&r, nb);
-        if (!r.bad && name && kiln_network_add_constant(net, name, (kiln_dtype)dt, (int)rank, dims, p, (size_t)nb))
-            s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: %s", path, net->last_error);
+        uint32_t has_data = get_u32(&r); /* v3: 0 when only the run-time form is stored */
+        if (has_data > 1) r.bad = true;
+        if (has_data == 1) {
+            uint64_t nb = get_u64(&r);
+            const void *p = get_span(&r, nb);
+            if (!r.bad && name && kiln_network_add_constant(net, name, (kiln_dtype)dt, (int)rank, dims, p, (size_t)nb))
+                s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: %s", path, net->last_error);
+        } else if (!r.bad && name) {
+            /* dtype and shape only: its bytes are in the weight blob, in run-time form */
+            size_t n = kiln_dtype_size((kiln_dtype)dt);
+            bool ok = n > 0 && *name && kiln__net_find_tensor(net, name) < 0;
+            for (uint32_t d = 0; d < rank && ok; d++) ok = dims[d] >= 0 && !kiln__mul_overflow(n, (size_t)dims[d], &n);
+            int t = ok ? kiln__net_tensor(net, name) : -1;
+            if (t < 0) s = kiln__fail(err, KILN_ERR_PARSE, "engine file '%s' is damaged: constant '%s' (no data) is invalid", path, name);
+            else {
+                kiln_tensor *tt = &net->tensors[t];
+                tt->kind = KILN_TENSOR_CONSTANT;
+                tt->v.dtype = (kiln_dtype)dt;
+                tt->v.shape = kiln__shape_of((int)rank, dims);
+                tt->v.data = NULL;
+                tt->v.nbytes = 0;
+                int *nl = realloc(no_data_list, sizeof(int) * ((size_t)n_no_data + 1));
+                if (!nl) s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory reading '%s'", path);
+                else {
+                    no_data_list = nl;
+                    no_data_list[n_no_data++] = t;
+                }
+            }
+        }
         free(name);
     }
     if (s) goto done;
@@ -519,7 +682,17 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
         }
     }
     if (r.bad || !prof) DAMAGED("profiles");
-    if (r.pos != r.n) DAMAGED("unexpected bytes after the profiles");
+    /* v3: weights in run-time form */
+    no_data = kiln__calloc((size_t)net->n_tensors + 1, sizeof(bool));
+    if (!no_data) DAMAGED("out of memory");
+    for (int k = 0; k < n_no_data; k++) no_data[no_data_list[k]] = true;
+    {
+        const char *why = read_weights(&r, net, no_data, w_out);
+        if (why) DAMAGED(why);
+        if (r.pos != r.n) DAMAGED("unexpected bytes after the weights");
+        if (w_out && w_out->bytes != wbytes) DAMAGED("weights (blob length in the trailer)");
+    }
+
     /* a structurally valid graph: every name resolves, no cycle */
     int *order = NULL;
     s = kiln__net_toposort(net, &order, err);
@@ -535,13 +708,42 @@ kiln_status kiln__engine_file_read(const char *path, kiln_engine_header *h, kiln
     net = NULL;
     plan = NULL;
     prof = NULL;
+    if (w_out) {
+        /* the blob stays where it was read: the file buffer becomes the weights' memory */
+        w_out->mem = data;
+        w_out->no_host = no_data;
+        data = NULL;
+        no_data = NULL;
+    }
 done:
+    if (s && w_out) kiln__weights_free(w_out);
     kiln_network_free(net);
     free(plan);
     free(prof);
     free(hdr);
     free(data);
+    free(no_data);
+    free(no_data_list);
     return s;
+}
+
+void kiln__weights_free(kiln_weights *w)
+{
+    if (!w) return;
+    free(w->forms);
+    free(w->mem);
+    free(w->no_host);
+    memset(w, 0, sizeof *w);
+}
+
+void kiln__engine_file_reseal(uint8_t *b, size_t n)
+{
+    uint32_t hl;
+    if (n < 32) return;
+    memcpy(&hl, b + 12, 4);
+    if (hl > n - 32) return;
+    uint64_t sum = sum64(sum64(SUM_SEED, b + 16, hl), b + 16 + hl + 8, n - 8 - (16 + hl + 8));
+    memcpy(b + n - 8, &sum, 8); /* the trailer's blob length and sum are covered, kept as they are */
 }
 
 int kiln_engine_file_probe(const char *path)

@@ -53,6 +53,19 @@ typedef struct kiln_cuda_op {
     kiln_status (*launch)(const kiln_cuda_launch *l, kiln_err *err);
     /* true: every input and output must be row-major (the runtime never hands it NHWC). */
     bool row_major;
+    /* --- weights in run-time form (issue 3, engine file v3; owner: wts) --- */
+    /* Optional; the engine uses it instead of prepare. Constant inputs come already converted
+     * (by the builder, stored so in the engine file) and on the device, in memory the engine
+     * owns and every context shares (the op keeps the pointers, never frees them): dev[i] for
+     * input i (ptr NULL when i is not constant) has dtype dt for a float constant (else its
+     * own), row-major strides, or NHWC ones for a 4-D float constant when layout is NHWC and
+     * the op is not row_major; dev[n_in + i] is the same form of 1 - x where the engine has
+     * one (FusedConv's slope), else ptr NULL. host[i] is the original value when the engine
+     * kept one, else NULL. */
+    kiln_status (*prepare_packed)(const kiln_node *node, const void *params, const kiln_value *const *host,
+                                  const kiln_cuda_tensor *dev, kiln_dtype dt, kiln_layout layout, void **state,
+                                  kiln_err *err);
+    /* --- end weights in run-time form --- */
 } kiln_cuda_op;
 
 const kiln_cuda_op *kiln__cuda_op_find(const char *domain, const char *op_type);

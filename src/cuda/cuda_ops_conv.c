@@ -108,6 +108,7 @@ typedef struct conv_state {
     kiln_cuda_tensor w, b, s, x, z;
     kiln_cuda_tensor s1; /* 1 - slope, for the PRelu of the fused cuDNN graph */
     int w_fmt;
+    bool shared; /* constants are the engine's (prepare_packed): never freed here */
     /* Descriptors and the algorithm cache are shared by every context that
      * runs this engine, so each use holds the mutex. */
     pthread_mutex_t mu;
@@ -335,12 +336,14 @@ static void state_fini(conv_state *st)
     if (st->wd) cudnnDestroyFilterDescriptor(st->wd);
     if (st->cd) cudnnDestroyConvolutionDescriptor(st->cd);
     if (st->ad) cudnnDestroyActivationDescriptor(st->ad);
-    if (st->w.ptr) kiln__gpu_free(st->w.ptr);
-    if (st->b.ptr) kiln__gpu_free(st->b.ptr);
-    if (st->s.ptr) kiln__gpu_free(st->s.ptr);
-    if (st->x.ptr) kiln__gpu_free(st->x.ptr);
-    if (st->z.ptr) kiln__gpu_free(st->z.ptr);
-    if (st->s1.ptr) kiln__gpu_free(st->s1.ptr);
+    if (!st->shared) {
+        if (st->w.ptr) kiln__gpu_free(st->w.ptr);
+        if (st->b.ptr) kiln__gpu_free(st->b.ptr);
+        if (st->s.ptr) kiln__gpu_free(st->s.ptr);
+        if (st->x.ptr) kiln__gpu_free(st->x.ptr);
+        if (st->z.ptr) kiln__gpu_free(st->z.ptr);
+        if (st->s1.ptr) kiln__gpu_free(st->s1.ptr);
+    }
     if (st->mu_ok) pthread_mutex_destroy(&st->mu);
     memset(st, 0, sizeof *st);
 }
@@ -495,6 +498,64 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
         conv_release(st);
         return s;
     }
+    *state = st;
+    return KILN_OK;
+}
+
+/* A per-channel (or single) vector of a constant in run-time form: flat, stride 1 (0 for one). */
+static kiln_cuda_tensor flat_vector(const kiln_cuda_tensor *t)
+{
+    int64_t n = numel_of(t);
+    return (kiln_cuda_tensor){.ptr = t->ptr, .dtype = t->dtype, .rank = 1, .dims = {n}, .strides = {n == 1 ? 0 : 1}};
+}
+
+/* Engine file v3: the constants come already converted by the builder (W in dt with the
+ * strides of w_fmt, the others in dt; the slope's 1 - s as well) and on the device, in the
+ * engine's memory, shared by every context: nothing to convert or upload here. The layouts
+ * are those prepare would make (see kiln_cuda_op.prepare_packed), except that a constant X
+ * or Z of a 4-D NHWC engine comes NHWC (launch reads every operand through its strides). */
+static kiln_status conv_prepare_packed(const kiln_node *node, const void *params, const kiln_value *const *host,
+                                       const kiln_cuda_tensor *dev, kiln_dtype dt, kiln_layout layout, void **state,
+                                       kiln_err *err)
+{
+    (void)params;
+    (void)host;
+    *state = NULL;
+    if (dt != KILN_DT_FLOAT && dt != KILN_DT_FLOAT16)
+        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): compute type %s is not supported on the GPU",
+                          node->name, node->op_type, kiln_dtype_name(dt));
+    conv_state *st = kiln__calloc(1, sizeof *st);
+    if (!st) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of memory", node->name, node->op_type);
+    kiln_status s = state_init(node, st, err);
+    if (s) {
+        free(st);
+        return s;
+    }
+    st->dt = dt;
+    st->shared = true;
+    int n = node->n_in;
+    bool fused = st->a.kind == KIND_FUSED;
+    for (int i = 0; i < n && i < 5; i++)
+        if (dev[i].ptr && dev[i].dtype != dt) {
+            s = kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): constant input %d is %s in the engine, the layer computes in %s",
+                           node->name, node->op_type, i, kiln_dtype_name(dev[i].dtype), kiln_dtype_name(dt));
+            conv_release(st);
+            return s;
+        }
+    /* as prepare: an empty constant is left out (ptr NULL) */
+#define GIVEN(i) (n > (i) && dev[i].ptr && numel_of(&dev[i]) > 0)
+    if (GIVEN(1)) {
+        st->w = dev[1];
+        st->w_fmt = layout == KILN_LAYOUT_NHWC && dev[1].rank == 4 ? FMT_NHWC : FMT_NCHW;
+    }
+    if (GIVEN(2)) st->b = dev[2];
+    if (GIVEN(0)) st->x = dev[0];
+    if (fused && GIVEN(4)) st->z = dev[4];
+    if (fused && GIVEN(3)) {
+        st->s = flat_vector(&dev[3]);
+        if (dev[n + 3].ptr) st->s1 = flat_vector(&dev[n + 3]);
+    }
+#undef GIVEN
     *state = st;
     return KILN_OK;
 }
@@ -1266,11 +1327,11 @@ static bool conv_supports(const kiln_node *node, const kiln_value *const *in, co
 }
 
 const kiln_cuda_op kiln__cuda_ops_conv[] = {
-    {.op_type = "Conv", .domain = "", .supports = conv_supports, .prepare = conv_prepare, .release = conv_release,
+    {.op_type = "Conv", .domain = "", .supports = conv_supports, .prepare = conv_prepare, .prepare_packed = conv_prepare_packed, .release = conv_release,
      .tactic_count = conv_tactic_count, .workspace = conv_workspace, .launch = conv_launch},
-    {.op_type = "ConvTranspose", .domain = "", .supports = conv_supports, .prepare = conv_prepare,
+    {.op_type = "ConvTranspose", .domain = "", .supports = conv_supports, .prepare = conv_prepare, .prepare_packed = conv_prepare_packed,
      .release = conv_release, .tactic_count = conv_tactic_count, .workspace = conv_workspace, .launch = conv_launch},
-    {.op_type = "FusedConv", .domain = "kiln", .supports = conv_supports, .prepare = conv_prepare,
+    {.op_type = "FusedConv", .domain = "kiln", .supports = conv_supports, .prepare = conv_prepare, .prepare_packed = conv_prepare_packed,
      .release = conv_release, .tactic_count = conv_tactic_count, .workspace = conv_workspace, .launch = conv_launch},
     {0},
 };

@@ -60,6 +60,7 @@ typedef struct mm_algos {
 typedef struct mm_state {
     kiln_dtype dt;
     kiln_cuda_tensor c[3]; /* prepared constant inputs (ptr NULL when not constant) */
+    bool shared;           /* c[] are the engine's (prepare_packed): never freed here */
     pthread_mutex_t mu;
     bool mu_ok;
     mm_algos cache[CACHE_SLOTS];
@@ -610,11 +611,44 @@ static kiln_status mm_prepare(const kiln_node *node, const void *params, const k
     return KILN_OK;
 }
 
+/* Engine file v3: constant inputs come converted (dt, row-major: the op is row_major) and on
+ * the device, in the engine's memory shared by every context; nothing to convert or upload. */
+static kiln_status mm_prepare_packed(const kiln_node *node, const void *params, const kiln_value *const *host,
+                                     const kiln_cuda_tensor *dev, kiln_dtype dt, kiln_layout layout, void **state,
+                                     kiln_err *err)
+{
+    (void)params;
+    (void)host;
+    (void)layout;
+    *state = NULL;
+    if (dt != KILN_DT_FLOAT && dt != KILN_DT_FLOAT16)
+        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): compute type %s is not supported on the GPU",
+                          node->name, node->op_type, kiln_dtype_name(dt));
+    for (int i = 0; i < node->n_in && i < 3; i++)
+        if (dev[i].rank > 0 && dev[i].ptr && dev[i].dtype != dt)
+            return kiln__fail(err, KILN_ERR_DTYPE, "node '%s' (%s): constant input %d is %s in the engine, the layer computes in %s",
+                              node->name, node->op_type, i, kiln_dtype_name(dev[i].dtype), kiln_dtype_name(dt));
+    mm_state *st = kiln__calloc(1, sizeof *st);
+    if (!st) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of memory", node->name, node->op_type);
+    st->dt = dt;
+    st->shared = true;
+    if (pthread_mutex_init(&st->mu, NULL) != 0) {
+        free(st);
+        return kiln__fail(err, KILN_ERR_INTERNAL, "node '%s' (%s): cannot create a mutex", node->name, node->op_type);
+    }
+    st->mu_ok = true;
+    /* a constant input has dims (and a pointer unless empty); others stay zero */
+    for (int i = 0; i < node->n_in && i < 3; i++)
+        if (dev[i].ptr || (dev[i].rank > 0 && numel_of(&dev[i]) == 0)) st->c[i] = dev[i];
+    *state = st;
+    return KILN_OK;
+}
+
 static void mm_release(void *state)
 {
     mm_state *st = state;
     if (!st) return;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3 && !st->shared; i++)
         if (st->c[i].ptr) kiln__gpu_free(st->c[i].ptr);
     if (st->mu_ok) pthread_mutex_destroy(&st->mu);
     free(st);
@@ -790,9 +824,9 @@ static bool mm_supports(const kiln_node *node, const kiln_value *const *in, cons
 }
 
 const kiln_cuda_op kiln__cuda_ops_gemm[] = {
-    {.op_type = "MatMul", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .release = mm_release,
+    {.op_type = "MatMul", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .prepare_packed = mm_prepare_packed, .release = mm_release,
      .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn, .row_major = true},
-    {.op_type = "Gemm", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .release = mm_release,
+    {.op_type = "Gemm", .domain = "", .supports = mm_supports, .prepare = mm_prepare, .prepare_packed = mm_prepare_packed, .release = mm_release,
      .tactic_count = mm_tactic_count, .workspace = mm_workspace, .launch = mm_launch_fn, .row_major = true},
     {0},
 };

@@ -4,7 +4,9 @@
  * general strided copy of k_movement.cu. Transpose permutes strides, Slice
  * offsets and scales them (negative for reversed slices), Expand and Tile put
  * zeros on repeated axes, Concat and Split copy between an input and a slice
- * of the output (or the reverse), DepthToSpace/SpaceToDepth are 6-D views,
+ * of the output (or the reverse; all the node's copies handed over together so
+ * they share launches), DepthToSpace/SpaceToDepth are 6-D views (PixelShuffle
+ * between packed NHWC tensors has its own kernel),
  * Reshape and friends walk both sides in logical order. Gather with host
  * indices in arithmetic progression (the usual scalar index) is a view too;
  * otherwise it reads its indices on the device. Pad has its own kernel.
@@ -31,6 +33,10 @@ int kiln__km_pad(void *dst, const void *src, int es, int rank, const int64_t *ou
                  void *stream);
 int kiln__km_fill(void *dst, int es, int rank, const int64_t *dims, const int64_t *str,
                   const void *value, void *stream);
+int kiln__km_copy_multi(int n_jobs, void *const *dsts, const void *const *srcs, int es, int rank,
+                        const int64_t *dims, const int64_t *in_str, const int64_t *out_str, void *stream);
+int kiln__km_d2s_crd_nhwc(void *dst, const void *src, int es, int64_t n, int64_t co, int64_t h, int64_t w,
+                          int64_t b, void *stream);
 
 /* Pad modes as k_movement.cu numbers them. */
 enum { KM_PAD_CONSTANT, KM_PAD_REFLECT, KM_PAD_EDGE, KM_PAD_WRAP };
@@ -378,6 +384,17 @@ static kiln_status launch_tile(const kiln_cuda_launch *l, kiln_err *err)
 
 /* ---- DepthToSpace / SpaceToDepth -------------------------------------------------- */
 
+/* A 4-D tensor stored as dense NHWC (strides of size-1 axes do not matter). */
+static bool packed_nhwc(const kiln_cuda_tensor *t)
+{
+    if (t->rank != 4) return false;
+    const int64_t *d = t->dims, *s = t->strides;
+    int64_t want[4] = {d[1] * d[2] * d[3], 1, d[3] * d[1], d[1]};
+    for (int k = 0; k < 4; k++)
+        if (d[k] != 1 && s[k] != want[k]) return false;
+    return true;
+}
+
 static kiln_status launch_depth_space(const kiln_cuda_launch *l, kiln_err *err)
 {
     int es = 0;
@@ -401,6 +418,11 @@ static kiln_status launch_depth_space(const kiln_cuda_launch *l, kiln_err *err)
         if (y->dims[0] != N || y->dims[1] != Co || y->dims[2] != H * b || y->dims[3] != W * b)
             return internal(l, "output shape", err);
         bool crd = dp->crd;
+        if (crd && packed_nhwc(x) && packed_nhwc(y)) {
+            /* PixelShuffle in NHWC: vectors of channel runs (-1: not a case the kernel has). */
+            int rc = kiln__km_d2s_crd_nhwc(y->ptr, x->ptr, es, N, Co, H, W, b, l->ex->stream);
+            if (rc >= 0) return kiln__cuda_check(rc, l->node, "depth to space", err);
+        }
         int64_t d[6] = {N, Co, H, b, W, b};
         int64_t si[6] = {xs[0], crd ? b * b * xs[1] : xs[1], xs[2], crd ? b * xs[1] : b * Co * xs[1],
                          xs[3], crd ? xs[1] : Co * xs[1]};
@@ -428,6 +450,53 @@ static kiln_status launch_depth_space(const kiln_cuda_launch *l, kiln_err *err)
 
 /* ---- Concat / Split ------------------------------------------------------------------ */
 
+/*
+ * The copies of one Concat or Split, all of the node's rank and element
+ * size, handed to the GPU together so that channel slices of NHWC tensors
+ * share launches. Batches of MULTI_MAX.
+ */
+#define MULTI_MAX 16
+
+typedef struct multi {
+    int n, rank;
+    void *dst[MULTI_MAX];
+    const void *src[MULTI_MAX];
+    int64_t d[MULTI_MAX * KILN_MAX_DIMS], is[MULTI_MAX * KILN_MAX_DIMS], os[MULTI_MAX * KILN_MAX_DIMS];
+} multi;
+
+static kiln_status multi_flush(const kiln_cuda_launch *l, multi *m, int es, kiln_err *err)
+{
+    if (m->n == 0) return KILN_OK;
+    int rc = kiln__km_copy_multi(m->n, m->dst, m->src, es, m->rank, m->d, m->is, m->os, l->ex->stream);
+    m->n = 0;
+    return kiln__cuda_check(rc, l->node, "strided copies", err);
+}
+
+/* Queues the copy of view i of src into view o of dst (same dims, rank <= KILN_MAX_DIMS). */
+static kiln_status multi_add(const kiln_cuda_launch *l, multi *m, void *dst, const view *o, const void *src,
+                             const view *i, int es, kiln_err *err)
+{
+    if (o->rank != i->rank || o->rank > KILN_MAX_DIMS || (m->n && m->rank != o->rank))
+        return internal(l, "copy ranks", err);
+    for (int k = 0; k < o->rank; k++)
+        if (o->d[k] != i->d[k]) return internal(l, "copy shapes", err);
+    if (view_numel(o) == 0) return KILN_OK;
+    if (m->n == MULTI_MAX) {
+        kiln_status st = multi_flush(l, m, es, err);
+        if (st) return st;
+    }
+    int t = m->n++, R = o->rank;
+    m->rank = R;
+    m->dst[t] = (char *)dst + o->off * es;
+    m->src[t] = (const char *)src + i->off * es;
+    for (int k = 0; k < R; k++) {
+        m->d[t * R + k] = o->d[k];
+        m->is[t * R + k] = i->s[k];
+        m->os[t * R + k] = o->s[k];
+    }
+    return KILN_OK;
+}
+
 static kiln_status launch_concat(const kiln_cuda_launch *l, kiln_err *err)
 {
     const kiln_cuda_tensor *y = &l->out[0];
@@ -435,6 +504,8 @@ static kiln_status launch_concat(const kiln_cuda_launch *l, kiln_err *err)
     kiln_status st = norm_axis(l, R, &axis, err);
     if (st) return st;
     int64_t at = 0;
+    multi m;
+    memset(&m, 0, sizeof m);
     for (int i = 0; i < l->node->n_in; i++) {
         const kiln_cuda_tensor *x = &l->in[i];
         if ((st = data_size(l, x, y, &es, err))) return st;
@@ -447,10 +518,10 @@ static kiln_status launch_concat(const kiln_cuda_launch *l, kiln_err *err)
         vo.d[axis] = x->dims[axis];
         vo.off = at * y->strides[axis];
         at += x->dims[axis];
-        if ((st = copy_views(l, y->ptr, &vo, x->ptr, &vi, es, err))) return st;
+        if ((st = multi_add(l, &m, y->ptr, &vo, x->ptr, &vi, es, err))) return st;
     }
     if (at != y->dims[axis]) return internal(l, "input sizes", err);
-    return KILN_OK;
+    return multi_flush(l, &m, es, err);
 }
 
 static kiln_status launch_split(const kiln_cuda_launch *l, kiln_err *err)
@@ -461,6 +532,8 @@ static kiln_status launch_split(const kiln_cuda_launch *l, kiln_err *err)
     if (!st) st = norm_axis(l, R, &axis, err);
     if (st) return st;
     int64_t at = 0;
+    multi m;
+    memset(&m, 0, sizeof m);
     for (int i = 0; i < l->node->n_out; i++) {
         const kiln_cuda_tensor *y = &l->out[i];
         if (y->rank != R) {
@@ -476,9 +549,9 @@ static kiln_status launch_split(const kiln_cuda_launch *l, kiln_err *err)
         at += y->dims[axis];
         if (!has_output(l->node, i) || !y->ptr) continue;
         if ((st = data_size(l, x, y, &es, err))) return st;
-        if ((st = copy_views(l, y->ptr, &vo, x->ptr, &vi, es, err))) return st;
+        if ((st = multi_add(l, &m, y->ptr, &vo, x->ptr, &vi, es, err))) return st;
     }
-    return KILN_OK;
+    return multi_flush(l, &m, es, err);
 }
 
 /* ---- Gather / GatherElements ------------------------------------------------------------ */

@@ -9,9 +9,15 @@
  *     and CPU kernel) for which a plugin class of that name exists: the
  *     instance is created from the node's attributes for each call (create
  *     must be cheap; it is host work only, so CUDA graph capture is fine).
- * The op is row-major only (the runtime hands it row-major tensors), and has
- * no `prepare`, so constant inputs arrive as device tensors in the node's
- * compute type.
+ * The op is marked row_major, so the runtime hands it row-major tensors,
+ * except per node in NHWC engines: when the class's supports_format accepts
+ * NHWC at every 4-D float position (kiln__cuda_plugin_nhwc, asked by the
+ * runtime's context), those positions come NHWC (channels-last strides) and
+ * everything else row-major. The answer depends only on the class, the
+ * instance, the compute type and the tensors' ranks and types, so a saved
+ * engine resolves to the same layouts when it is loaded again. The op has no
+ * `prepare`, so constant inputs arrive as device tensors in the node's compute
+ * type (4-D float weights NHWC too when the node takes NHWC).
  */
 #include "cuda_backend.h"
 #include "../plugin/plugin.h"
@@ -200,4 +206,48 @@ const kiln_cuda_op *kiln__cuda_plugin_op_find(const char *op_type);
 const kiln_cuda_op *kiln__cuda_plugin_op_find(const char *op_type)
 {
     return kiln__plugin_name_registered(op_type) ? &plugin_op : NULL;
+}
+
+static bool is_f32_f16(kiln_dtype dt) { return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16; }
+
+bool kiln__cuda_plugin_nhwc(const kiln_cuda_op *op, const kiln_node *n, const kiln_value *vals, kiln_dtype compute);
+
+/*
+ * Whether plugin node n takes its 4-D float tensors NHWC in an NHWC engine whose float positions have
+ * type `compute`: asks supports_format position by position (inputs, then outputs) for the combination
+ * "4-D FLOAT/FLOAT16 tensors NHWC in `compute`, everything else row-major in its own type", the
+ * combination the runtime would then hand over (its layout choice for 4-D floats). `vals` are the
+ * context's values (indexed by tensor). No supports_format: no (FLOAT row-major only).
+ */
+bool kiln__cuda_plugin_nhwc(const kiln_cuda_op *op, const kiln_node *n, const kiln_value *vals, kiln_dtype compute)
+{
+    if (op != &plugin_op || !n || !vals || (compute != KILN_DT_FLOAT && compute != KILN_DT_FLOAT16)) return false;
+    if (n->n_in > MAX_IO || n->n_out > MAX_IO) return false;
+    const void *inst;
+    void *owned;
+    const kiln_plugin_class *c = node_instance(n, &inst, &owned, NULL);
+    if (!c) return false;
+    bool ok = c->supports_format != NULL && c->enqueue != NULL, any = false;
+    int ni = n->n_in, no = n->n_out;
+    kiln_plugin_format f[2 * MAX_IO];
+    for (int pos = 0; ok && pos < ni + no; pos++) {
+        int t = pos < ni ? n->in[pos] : n->out[pos - ni];
+        f[pos] = (kiln_plugin_format){0, KILN_PLUGIN_LAYOUT_ROW_MAJOR};
+        if (t < 0) continue;
+        const kiln_value *v = &vals[t];
+        bool fl = is_f32_f16(v->dtype);
+        f[pos].dtype = fl ? (int32_t)compute : (int32_t)v->dtype;
+        if (fl && v->shape.rank == 4) {
+            f[pos].layout = KILN_PLUGIN_LAYOUT_NHWC;
+            any = true;
+        }
+    }
+    ok = ok && any; /* nothing 4-D: nothing to gain, keep the row-major contract */
+    for (int pos = 0; ok && pos < ni + no; pos++) {
+        int t = pos < ni ? n->in[pos] : n->out[pos - ni];
+        if (t < 0) continue; /* omitted */
+        if (c->supports_format(inst, pos, f, ni, no) != 1) ok = false;
+    }
+    if (owned) c->destroy(owned);
+    return ok;
 }

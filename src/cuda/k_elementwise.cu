@@ -12,6 +12,10 @@
  *    16-byte vector loads and stores;
  *  - channel: a dense tensor with a per-channel vector ([outer, C, inner],
  *    vector strides 0/1/0), the bias / PReLU / scale case, vectorized;
+ *  - transpose: one input whose last two merged axes swap the contiguous
+ *    side ([B,] P, Q: input contiguous along P, output along Q), the
+ *    NCHW <-> NHWC reformat with or without fp32 <-> fp16: tiles through
+ *    shared memory, 16-byte accesses on both sides;
  *  - general: output index -> coordinates -> per-operand offsets through the
  *    strides, with 32-bit indices and multiply-shift division when every
  *    offset fits, 64-bit otherwise.
@@ -27,6 +31,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <atomic>
 
 /* Keep in step with cuda_ops_elementwise.c. */
@@ -187,12 +192,19 @@ struct UCeil { HD float operator()(float x) const { return ceilf(x); } };
 struct URound { HD float operator()(float x) const { return rintf(x); } };
 struct UErf { HD float operator()(float x) const { return erff(x); } };
 struct USigmoid {
-    /* Both branches keep exp()'s argument <= 0, so nothing overflows. */
+    /* Both branches keep exp()'s argument <= 0, so nothing overflows. On the GPU the fast
+     * exponential and division (a few ulp, far inside fp32's tolerance): with expf and an IEEE
+     * division the fp16 kernel was bound by arithmetic, not memory. */
     HD float operator()(float x) const
     {
+#ifdef __CUDA_ARCH__
+        const float e = __expf(-fabsf(x)), r = __fdividef(1.0f, 1.0f + e);
+        return x >= 0 ? r : e * r;
+#else
         if (x >= 0) return 1.0f / (1.0f + expf(-x));
         float e = expf(x);
         return e / (1.0f + e);
+#endif
     }
 };
 struct UTanh { HD float operator()(float x) const { return tanhf(x); } };
@@ -425,7 +437,7 @@ template <int NIN, class F, class A, class B, class C> HD auto apply(const F &f,
     }
 }
 
-template <class T, int VEC> HD Vec<T, VEC> load_vec(const T *p, int64_t i, bool scalar)
+template <class T, int VEC, class I> HD Vec<T, VEC> load_vec(const T *p, I i, bool scalar)
 {
     Vec<T, VEC> v;
     if (scalar) {
@@ -439,7 +451,7 @@ KEW_UNROLL
 }
 
 /* Every operand walks one axis with stride 1, or is a scalar (bit k of `scalar`). */
-template <int NIN, class F, class TO, class T0, class T1, class T2, int VEC>
+template <int NIN, class F, class TO, class T0, class T1, class T2, int VEC, class I = int64_t>
 HD void dense_body(int64_t tid, int64_t nth, F f, Ptrs p, int64_t n, unsigned scalar)
 {
     f.init();
@@ -448,9 +460,35 @@ HD void dense_body(int64_t tid, int64_t nth, F f, Ptrs p, int64_t n, unsigned sc
     const T1 *b = (const T1 *)p.in[1];
     const T2 *c = (const T2 *)p.in[2];
     const bool sa = scalar & 1, sb = scalar & 2, sc = scalar & 4;
-    const int64_t nv = n / VEC;
-    for (int64_t v = tid; v < nv; v += nth) {
-        const int64_t i = v * VEC;
+    const I nv = (I)(n / VEC);
+    if constexpr (sizeof(I) == 4) {
+        /* two vectors per thread in flight: loads of both before either store */
+        for (I v = (I)tid; v < nv; v += 2 * (I)nth) {
+            const I v1 = v + (I)nth;
+            const bool two = v1 < nv;
+            Vec<T0, VEC> va[2];
+            Vec<T1, VEC> vb[2]{};
+            Vec<T2, VEC> vc[2]{};
+KEW_UNROLL
+            for (int u = 0; u < 2; u++) {
+                if (u == 1 && !two) break;
+                const I i = (u ? v1 : v) * VEC;
+                va[u] = load_vec<T0, VEC>(a, i, sa);
+                if constexpr (NIN > 1) vb[u] = load_vec<T1, VEC>(b, i, sb);
+                if constexpr (NIN > 2) vc[u] = load_vec<T2, VEC>(c, i, sc);
+            }
+KEW_UNROLL
+            for (int u = 0; u < 2; u++) {
+                if (u == 1 && !two) break;
+                Vec<TO, VEC> vo;
+KEW_UNROLL
+                for (int k = 0; k < VEC; k++) vo.v[k] = apply<NIN>(f, va[u].v[k], vb[u].v[k], vc[u].v[k]);
+                *reinterpret_cast<Vec<TO, VEC> *>(o + (u ? v1 : v) * VEC) = vo;
+            }
+        }
+    } else
+    for (I v = (I)tid; v < nv; v += (I)nth) {
+        const I i = v * VEC;
         Vec<T0, VEC> va = load_vec<T0, VEC>(a, i, sa);
         Vec<T1, VEC> vb{};
         Vec<T2, VEC> vc{};
@@ -461,7 +499,7 @@ KEW_UNROLL
         for (int k = 0; k < VEC; k++) vo.v[k] = apply<NIN>(f, va.v[k], vb.v[k], vc.v[k]);
         *reinterpret_cast<Vec<TO, VEC> *>(o + i) = vo;
     }
-    for (int64_t i = nv * VEC + tid; i < n; i += nth) {
+    for (I i = nv * VEC + (I)tid; i < (I)n; i += (I)nth) {
         T1 xb{};
         T2 xc{};
         if constexpr (NIN > 1) xb = b[sb ? 0 : i];
@@ -546,10 +584,70 @@ KEW_UNROLL
 __device__ __forceinline__ int64_t gtid() { return (int64_t)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t gnth() { return (int64_t)gridDim.x * blockDim.x; }
 
-template <int NIN, class F, class TO, class T0, class T1, class T2, int VEC>
+template <int NIN, class F, class TO, class T0, class T1, class T2, int VEC, class I>
 __global__ void __launch_bounds__(THREADS) k_dense(F f, Ptrs p, int64_t n, unsigned scalar)
 {
-    dense_body<NIN, F, TO, T0, T1, T2, VEC>(gtid(), gnth(), f, p, n, scalar);
+    dense_body<NIN, F, TO, T0, T1, T2, VEC, I>(gtid(), gnth(), f, p, n, scalar);
+}
+
+/*
+ * Batched 2-D transpose with a conversion, the NCHW <-> NHWC reformat:
+ * out[b, p, q] = f(in[b, p, q]) where the input is contiguous along p and the
+ * output along q. A TT x TT tile goes through shared memory: read as 16-byte
+ * vectors along p (rows of the tile are q), written as 16-byte vectors along
+ * q; element-wise accesses where a vector would leave the tensor or the
+ * strides / pointers are not aligned for it (vin / vout false).
+ */
+enum { TT = 64 };
+struct TrGeom {
+    uint32_t P, Q, B;
+    uint32_t isq, ib, osp, ob;
+    int vin, vout;
+};
+
+template <class F, class TI, class TO>
+__global__ void __launch_bounds__(THREADS) k_transpose(F f, const TI *__restrict__ in, TO *__restrict__ out, TrGeom g)
+{
+    constexpr int VI = 16 / sizeof(TI), VO = 16 / sizeof(TO);
+    constexpr int R = TT + (sizeof(TO) == 2 ? 2 : 1); /* padded row: fewer bank conflicts on the column reads */
+    constexpr int VPI = TT / VI, VPO = TT / VO;
+    __shared__ __align__(16) unsigned char raw[TT * R * sizeof(TO)];
+    TO *s = reinterpret_cast<TO *>(raw);
+    f.init();
+    const uint32_t p0 = blockIdx.x * TT, q0 = blockIdx.y * TT;
+    for (uint32_t bz = blockIdx.z; bz < g.B; bz += gridDim.z) {
+        const TI *ib = in + bz * g.ib;
+        TO *ob = out + bz * g.ob;
+        for (uint32_t t = threadIdx.x; t < TT * VPI; t += THREADS) {
+            const uint32_t qi = t / VPI, pi = (t % VPI) * VI, q = q0 + qi, p = p0 + pi;
+            if (q >= g.Q || p >= g.P) continue;
+            const TI *src = ib + q * g.isq + p;
+            TO *d = s + qi * R + pi;
+            if (g.vin && p + VI <= g.P) {
+                const Vec<TI, VI> v = *reinterpret_cast<const Vec<TI, VI> *>(src);
+#pragma unroll
+                for (int k = 0; k < VI; k++) d[k] = f(v.v[k]);
+            } else {
+                for (int k = 0; k < VI && p + k < g.P; k++) d[k] = f(src[k]);
+            }
+        }
+        __syncthreads();
+        for (uint32_t t = threadIdx.x; t < TT * VPO; t += THREADS) {
+            const uint32_t pi = t / VPO, qi = (t % VPO) * VO, p = p0 + pi, q = q0 + qi;
+            if (p >= g.P || q >= g.Q) continue;
+            TO *dst = ob + p * g.osp + q;
+            const TO *c = s + qi * R + pi;
+            if (g.vout && q + VO <= g.Q) {
+                Vec<TO, VO> v;
+#pragma unroll
+                for (int k = 0; k < VO; k++) v.v[k] = c[k * R];
+                *reinterpret_cast<Vec<TO, VO> *>(dst) = v;
+            } else {
+                for (int k = 0; k < VO && q + k < g.Q; k++) dst[k] = c[k * R];
+            }
+        }
+        __syncthreads();
+    }
 }
 
 template <class F, class T, int VEC, int MODE>
@@ -583,6 +681,10 @@ struct Geom {
     bool chan;
     int chan_vec;
     int64_t chan_c, chan_inner;
+    /* transpose form (one input, 32-bit offsets): [B,] P, Q with the input contiguous
+     * along P and the output along Q */
+    bool tr;
+    int64_t tr_b, tr_p, tr_q, tr_isq, tr_ib, tr_osp, tr_ob;
 };
 
 static int64_t max_offset(int rank, const int64_t *dims, const int64_t *st)
@@ -682,6 +784,25 @@ static int build_geom(const kiln_cuda_tensor *out, int nin, const kiln_cuda_tens
         for (int k = 0; k < nin; k++) {
             if (g->ist[k][0] == 0) g->scalar |= 1u << k;
             else if (g->ist[k][0] != 1) g->dense = false;
+        }
+    }
+
+    /* Transpose form: the last two merged axes swap which side is contiguous. With a short side
+     * (e.g. 3 channels) the general kernel's accesses are nearly contiguous already and a tile
+     * would be mostly empty: both sides must be at least 32 long. */
+    g->tr = false;
+    if (nin == 1 && (r == 2 || r == 3) && g->fits32) {
+        const int q = r - 1, pa = r - 2;
+        if (g->ost[q] == 1 && g->ist[0][pa] == 1 && g->ist[0][q] > 1 && g->ost[pa] > 1 && g->dims[q] >= 32 &&
+            g->dims[pa] >= 32) {
+            g->tr = true;
+            g->tr_b = r == 3 ? g->dims[0] : 1;
+            g->tr_ib = r == 3 ? g->ist[0][0] : 0;
+            g->tr_ob = r == 3 ? g->ost[0] : 0;
+            g->tr_p = g->dims[pa];
+            g->tr_q = g->dims[q];
+            g->tr_isq = g->ist[0][q];
+            g->tr_osp = g->ost[pa];
         }
     }
 
@@ -799,6 +920,45 @@ static int run_gen(const F &f, const Geom &g, cudaStream_t s)
 #endif
 }
 
+/* KILN_MEMK_GENERIC=1: no transpose kernel, 64-bit dense loops (the kernels before them, for measuring). */
+static bool generic_only(void)
+{
+    static std::atomic<int> cached(-1);
+    int v = cached.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("KILN_MEMK_GENERIC");
+        v = e && e[0] == '1';
+        cached.store(v, std::memory_order_relaxed);
+    }
+    return v == 1;
+}
+
+#ifndef KILN_KEW_HOST_EMULATION
+template <class F, class TO, class TI> static int run_transpose(const F &f, const Geom &g, cudaStream_t s)
+{
+    constexpr int VI = 16 / sizeof(TI), VO = 16 / sizeof(TO);
+    TrGeom k;
+    k.P = (uint32_t)g.tr_p;
+    k.Q = (uint32_t)g.tr_q;
+    k.B = (uint32_t)g.tr_b;
+    k.isq = (uint32_t)g.tr_isq;
+    k.ib = (uint32_t)g.tr_ib;
+    k.osp = (uint32_t)g.tr_osp;
+    k.ob = (uint32_t)g.tr_ob;
+    k.vin = aligned(g.p.in[0], 16) && k.isq % VI == 0 && k.ib % VI == 0;
+    k.vout = aligned(g.p.out, 16) && k.osp % VO == 0 && k.ob % VO == 0;
+    dim3 grid((unsigned)((g.tr_p + TT - 1) / TT), (unsigned)((g.tr_q + TT - 1) / TT), 1);
+    if (grid.y > 65535) return run_gen<1, F, TO, TI, Nil, Nil, uint32_t>(f, g, s);
+    int64_t tiles = (int64_t)grid.x * grid.y, want = (int64_t)sm_count() * 4;
+    int64_t gz = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+    if (gz > g.tr_b) gz = g.tr_b;
+    if (gz > 65535) gz = 65535;
+    grid.z = (unsigned)gz;
+    k_transpose<F, TI, TO><<<grid, THREADS, 0, s>>>(f, (const TI *)g.p.in[0], (TO *)g.p.out, k);
+    return (int)cudaGetLastError();
+}
+#endif
+
 /* Dense when the pointers allow 16-byte accesses, else the general kernel. */
 template <int NIN, class F, class TO, class T0, class T1 = Nil, class T2 = Nil>
 static int run_map(const F &f, const Geom &g, cudaStream_t s)
@@ -815,10 +975,20 @@ static int run_map(const F &f, const Geom &g, cudaStream_t s)
             dense_body<NIN, F, TO, T0, T1, T2, VEC>(t, EMU_THREADS, f, g.p, g.n, g.scalar);
         return 0;
 #else
-        k_dense<NIN, F, TO, T0, T1, T2, VEC><<<grid_for(g.n / VEC), THREADS, 0, s>>>(f, g.p, g.n, g.scalar);
+        /* 32-bit indices when the grid-stride loop cannot overflow them */
+        if (g.n < ((int64_t)1 << 31) - (int64_t)2 * VEC * THREADS * grid_for(g.n / VEC) && !generic_only())
+            k_dense<NIN, F, TO, T0, T1, T2, VEC, uint32_t>
+                <<<grid_for((g.n / VEC + 1) / 2), THREADS, 0, s>>>(f, g.p, g.n, g.scalar);
+        else
+            k_dense<NIN, F, TO, T0, T1, T2, VEC, int64_t><<<grid_for(g.n / VEC), THREADS, 0, s>>>(f, g.p, g.n, g.scalar);
         return (int)cudaGetLastError();
 #endif
     }
+#ifndef KILN_KEW_HOST_EMULATION
+    if constexpr (NIN == 1 && (sizeof(TO) == 2 || sizeof(TO) == 4) && (sizeof(T0) == 2 || sizeof(T0) == 4)) {
+        if (g.tr && !generic_only()) return run_transpose<F, TO, T0>(f, g, s);
+    }
+#endif
     if (g.fits32) return run_gen<NIN, F, TO, T0, T1, T2, uint32_t>(f, g, s);
     return run_gen<NIN, F, TO, T0, T1, T2, int64_t>(f, g, s);
 }

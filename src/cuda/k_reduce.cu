@@ -364,7 +364,16 @@ template <class OP, class T> __device__ __forceinline__ float row_shift(const T 
     return (OP::SHIFT && p.L > 0) ? (float)ldv(x[xi]) : 0.f;
 }
 
-/* G lanes per output cell: G = 32 (a warp) or BLOCK (the whole block). */
+/* Lane 0 of each group of G lanes (G < 32, a power of two) ends with the group's combination. */
+template <class OP, int G> __device__ __forceinline__ typename OP::A group_reduce(typename OP::A a, const Q &q)
+{
+#pragma unroll
+    for (int off = G / 2; off > 0; off >>= 1) a = OP::comb(a, shfl_down(a, off), q);
+    return a;
+}
+
+/* G lanes per output cell: G = 8 (short rows: 4 cells per warp, e.g. an NHWC reduce over 64
+ * channels), 32 (a warp) or BLOCK (the whole block). */
 template <class OP, class T, class TO, int G>
 __global__ void __launch_bounds__(BLOCK) k_row(const T *__restrict__ x, TO *__restrict__ y, typename OP::A *part, Plan p)
 {
@@ -381,7 +390,7 @@ __global__ void __launch_bounds__(BLOCK) k_row(const T *__restrict__ x, TO *__re
         shift = row_shift<OP>(x, p, xi);
         acc = accumulate<OP>(x, p, xi, lane, G, blockIdx.y, shift);
     }
-    acc = warp_reduce<OP>(acc, p.q);
+    acc = G < 32 ? group_reduce<OP, (G < 32 ? G : 32)>(acc, p.q) : warp_reduce<OP>(acc, p.q);
     if (G > 32) {
         __shared__ A sm[BLOCK / 32];
         int w = threadIdx.x / 32, l = threadIdx.x % 32;
@@ -554,6 +563,10 @@ static int run_plan(const kr_args *a, const Plan &p, cudaStream_t st)
         if (p.chunk >= 1024) {
             dim3 grid((unsigned)p.M, (unsigned)p.S);
             k_row<OP, T, TO, BLOCK><<<grid, BLOCK, 0, st>>>(x, y, part, p);
+        } else if (p.chunk <= 128) {
+            /* short rows: a warp per cell would leave most lanes idle after two loads */
+            dim3 grid((unsigned)((p.M + BLOCK / 8 - 1) / (BLOCK / 8)), (unsigned)p.S);
+            k_row<OP, T, TO, 8><<<grid, BLOCK, 0, st>>>(x, y, part, p);
         } else {
             dim3 grid((unsigned)((p.M + BLOCK / 32 - 1) / (BLOCK / 32)), (unsigned)p.S);
             k_row<OP, T, TO, 32><<<grid, BLOCK, 0, st>>>(x, y, part, p);

@@ -13,13 +13,21 @@
  * once per four), and gathers (nearest: whole elements, any 1/2/4/8-byte
  * type, bit-exact) or sums weighted taps in fp32 (linear/cubic:
  * FLOAT/FLOAT16). Axes whose taps are the identity are not resampled.
+ *
+ * Fast paths for 4-D nearest / linear resizes of H and W (the SR and EDVR
+ * upsamplers): no tap tables and no per-element division. Each block computes
+ * its tile's taps (same function, same bits) in shared memory; NHWC moves a
+ * vector of channels per thread (16 bytes when C allows), a row-major output
+ * is written as vectors along W. KILN_MEMK_GENERIC=1 turns them off.
  */
 #include "cuda_tensor.h"
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <atomic>
 
 /* Keep in step with cuda_ops_resize.c (values of src/ir/ops_resize.h's enums). */
 #define KRS_MAXR 8
@@ -188,12 +196,15 @@ __device__ int filter_taps(const TapPrm &p, double ratio, int *start, double *c)
     return n;
 }
 
-/* Taps of output index o: K entries of (index, weight); index -1 first marks a coordinate outside the input. */
-__global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
+/*
+ * Taps of output index o: p.K (<= MK) entries of (index, weight); index -1
+ * first marks a coordinate outside the input. Shared by the tap-table kernel
+ * and the fast 2-D kernels (which compute their tile's taps in shared
+ * memory), so both see the same taps bit for bit.
+ */
+template <int MK> __device__ void tap_of(const TapPrm &p, int64_t o, int *__restrict__ ix, float *__restrict__ w)
 {
-    for (int64_t o = (int64_t)blockIdx.x * THREADS + threadIdx.x; o < p.out_len; o += (int64_t)gridDim.x * THREADS) {
-        int *ix = tidx + o * p.K;
-        float *w = tw + o * p.K;
+    {
         for (int j = 0; j < p.K; j++) {
             ix[j] = 0;
             w[j] = 0.f;
@@ -202,12 +213,12 @@ __global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
         double x = clampd(original_coord(p, o, &outside));
         if (outside) {
             ix[0] = -1;
-            continue;
+            return;
         }
         if (p.mode == KRS_NEAREST) {
             ix[0] = (int)clamp64(nearest_index(p, x), 0, p.in_len - 1);
             w[0] = 1.f;
-            continue;
+            return;
         }
         double f = floor(x), ratio = dsub(x, f);
         int64_t base = (int64_t)f;
@@ -215,8 +226,8 @@ __global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
             ratio = 1;
             base -= 1;
         }
-        double c[KRS_MAXK], acc[KRS_MAXK];
-        int64_t ti[KRS_MAXK];
+        double c[MK], acc[MK];
+        int64_t ti[MK];
         int start;
         int n = filter_taps(p, ratio, &start, c);
         /* The reference's neighbourhood lies in the input padded by ceil(n/2) edge values on each side. */
@@ -250,6 +261,486 @@ __global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
             w[j] = (float)acc[j];
         }
     }
+}
+
+__global__ void k_taps(TapPrm p, int *__restrict__ tidx, float *__restrict__ tw)
+{
+    for (int64_t o = (int64_t)blockIdx.x * THREADS + threadIdx.x; o < p.out_len; o += (int64_t)gridDim.x * THREADS)
+        tap_of<KRS_MAXK>(p, o, tidx + o * p.K, tw + o * p.K);
+}
+
+/* ---- fast 2-D paths (4-D tensors, N and C kept, H and/or W resized) ---- */
+
+/*
+ * Taps of a fast kernel's tile live in shared memory: FK entries per output
+ * row / column, computed by tap_of (the same function and arithmetic as the
+ * tap tables), or the identity for an axis that is not resized.
+ */
+enum { FK = 2, FAST_MAX_TW = 512, FAST_MAX_TH = 64 };
+struct Fast2D {
+    TapPrm ph, pw;   /* taps of H and W */
+    int hres, wres;  /* resized, else identity */
+    uint32_t N, C, Ho, Wo;
+    uint32_t xn, xc, xh, xw; /* input strides (elements or units) */
+    uint32_t yn, yc, yh, yw; /* output strides */
+    uint32_t th, tw;         /* tile: output rows, output columns (rows kernel: elements of a row) */
+    uint32_t cv;             /* NHWC: vectors per pixel */
+    uint32_t planes, pc;     /* rows kernel: planes (N * pc), channels per plane (C or 1) */
+    uint32_t ci, xci;        /* rows kernel: channels per column (1 or C), their input stride */
+    uint32_t rowlen;         /* rows kernel: elements per output row (Wo * ci) */
+};
+
+__device__ __forceinline__ void fast_tap(const TapPrm &p, int res, int64_t o, int *ix, float *w)
+{
+    if (res) {
+        tap_of<FK>(p, o, ix, w);
+        for (int j = p.K; j < FK; j++) { /* nearest: one tap; the rest defined all the same */
+            ix[j] = 0;
+            w[j] = 0.f;
+        }
+    } else {
+        ix[0] = (int)o;
+        w[0] = 1.f;
+        for (int j = 1; j < FK; j++) {
+            ix[j] = 0;
+            w[j] = 0.f;
+        }
+    }
+}
+
+/* Fills the tile's taps: rows h0.. (g.th of them), columns w0.. (nw of them). */
+__device__ __forceinline__ void fast_tile_taps(const Fast2D &g, uint32_t h0, uint32_t w0, uint32_t nw, int *rix,
+                                               float *rw, int *cix, float *cw)
+{
+    for (uint32_t t = threadIdx.x; t < g.th + nw; t += blockDim.x) {
+        if (t < g.th) {
+            if (h0 + t < g.Ho) fast_tap(g.ph, g.hres, h0 + t, rix + t * FK, rw + t * FK);
+        } else {
+            uint32_t c = t - g.th;
+            if (w0 + c < g.Wo) fast_tap(g.pw, g.wres, w0 + c, cix + c * FK, cw + c * FK);
+        }
+    }
+    __syncthreads();
+}
+
+template <class T, int V> struct alignas(sizeof(T) * V) FVec {
+    T v[V];
+};
+
+/*
+ * NHWC (C stride 1 on both sides): one thread per (output pixel, vector of V
+ * channels). Nearest moves raw units (T: 1..16-byte words, V == 1, bit-exact);
+ * linear sums K x K taps in fp32 in the generic kernel's order.
+ */
+template <class T, int V, bool NEAREST>
+__global__ void __launch_bounds__(THREADS) k_fast_nhwc(const T *__restrict__ x, T *__restrict__ y, Fast2D g, T extrap_n,
+                                                      float extrap)
+{
+    __shared__ int rix[FAST_MAX_TH * FK], cix[FAST_MAX_TW * FK];
+    __shared__ float rw[FAST_MAX_TH * FK], cw[FAST_MAX_TW * FK];
+    const uint32_t h0 = blockIdx.y * g.th, w0 = blockIdx.x * g.tw;
+    fast_tile_taps(g, h0, w0, g.tw, rix, rw, cix, cw);
+    const uint32_t items = g.th * g.tw * g.cv;
+    for (uint32_t n = blockIdx.z; n < g.N; n += gridDim.z) {
+        const T *xb = x + n * g.xn;
+        T *yb = y + n * g.yn;
+        for (uint32_t it = threadIdx.x; it < items; it += blockDim.x) {
+            const uint32_t v = it % g.cv, pix = it / g.cv, wi = pix % g.tw, hi = pix / g.tw;
+            const uint32_t h = h0 + hi, w = w0 + wi;
+            if (h >= g.Ho || w >= g.Wo) continue;
+            const int *ri = rix + hi * FK, *ci = cix + wi * FK;
+            const float *rwt = rw + hi * FK, *cwt = cw + wi * FK;
+            T *dst = yb + h * g.yh + w * g.yw + v * V;
+            const bool out = ri[0] < 0 || ci[0] < 0;
+            if constexpr (NEAREST) {
+                *dst = out ? extrap_n : xb[(uint32_t)ri[0] * g.xh + (uint32_t)ci[0] * g.xw + v];
+            } else {
+                float acc[V];
+#pragma unroll
+                for (int k = 0; k < V; k++) acc[k] = out ? extrap : 0.f;
+                if (!out) {
+#pragma unroll
+                    for (int a = 0; a < FK; a++) {
+                        const float wa = rwt[a];
+                        if (wa == 0.f) continue;
+                        const T *xr = xb + (uint32_t)ri[a] * g.xh + v * V;
+#pragma unroll
+                        for (int b = 0; b < FK; b++) {
+                            const float wb = cwt[b];
+                            if (wb == 0.f) continue;
+                            const FVec<T, V> s = *reinterpret_cast<const FVec<T, V> *>(xr + (uint32_t)ci[b] * g.xw);
+#pragma unroll
+                            for (int k = 0; k < V; k++) acc[k] += wa * wb * tof(s.v[k]);
+                        }
+                    }
+                }
+                FVec<T, V> o;
+#pragma unroll
+                for (int k = 0; k < V; k++) o.v[k] = fromf<T>(acc[k]);
+                *reinterpret_cast<FVec<T, V> *>(dst) = o;
+            }
+        }
+    }
+}
+
+/*
+ * Rows of the output walked as flat runs of elements: row-major (W stride 1,
+ * ci == 1; a plane per (n, c)) or NHWC with few channels (pixels dense along
+ * W, ci == C; a plane per n), where 16 bytes of output span several pixels.
+ * Element j of a row is column j / ci, channel j % ci. A thread owns V
+ * consecutive elements of the tile's row segment (g.tw / V == vpr threads
+ * per row, vpr a power of two dividing THREADS), keeps their column taps in
+ * registers, and walks the tile's rows and the planes: per output element
+ * only the input gathers (cached) remain, one V-wide store.
+ */
+template <class T, int V, bool NEAREST>
+__global__ void __launch_bounds__(THREADS) k_fast_rows(const T *__restrict__ x, T *__restrict__ y, Fast2D g, T extrap_n)
+{
+    __shared__ int rix[FAST_MAX_TH * FK], cix[(FAST_MAX_TW + 2) * FK];
+    __shared__ float rw[FAST_MAX_TH * FK], cw[(FAST_MAX_TW + 2) * FK];
+    const uint32_t h0 = blockIdx.y * g.th, j0 = blockIdx.x * g.tw, c0 = j0 / g.ci;
+    fast_tile_taps(g, h0, c0, (j0 + g.tw - 1) / g.ci - c0 + 1, rix, rw, cix, cw);
+    const uint32_t vpr = g.tw / V, rp = THREADS / vpr; /* threads per row, rows per pass */
+    const uint32_t wv = threadIdx.x % vpr, r0 = threadIdx.x / vpr, j = j0 + wv * V;
+    if (r0 >= rp || j >= g.rowlen) return; /* no __syncthreads below */
+    /* this thread's column taps: input offsets (column and channel) and weights; skip: outside */
+    uint32_t off0[V], off1[V];
+    float w0[V], w1[V];
+    uint32_t skip = 0;
+    {
+        uint32_t col = j / g.ci, ch = j - col * g.ci;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const uint32_t t = col - c0;
+            const bool past = j + k >= g.rowlen;
+            const int i0 = past ? 0 : cix[t * FK], i1 = past ? 0 : cix[t * FK + 1];
+            if (past || i0 < 0) skip |= 1u << k;
+            off0[k] = (uint32_t)(i0 < 0 ? 0 : i0) * g.xw + ch * g.xci;
+            off1[k] = (uint32_t)i1 * g.xw + ch * g.xci;
+            w0[k] = past ? 0.f : cw[t * FK];
+            w1[k] = past ? 0.f : cw[t * FK + 1];
+            if (++ch == g.ci) {
+                ch = 0;
+                col++;
+            }
+        }
+    }
+    for (uint32_t pl = blockIdx.z; pl < g.planes; pl += gridDim.z) {
+        const uint32_t n = pl / g.pc, c = pl - n * g.pc;
+        const T *xb = x + n * g.xn + c * g.xc;
+        T *yb = y + n * g.yn + c * g.yc;
+        for (uint32_t hi = r0; hi < g.th; hi += rp) {
+            const uint32_t h = h0 + hi;
+            if (h >= g.Ho) break;
+            const int ra = rix[hi * FK], rb = rix[hi * FK + 1];
+            const float wa = rw[hi * FK], wb = rw[hi * FK + 1];
+            FVec<T, V> o;
+            if (ra < 0) { /* row outside (crop): extrapolation */
+#pragma unroll
+                for (int k = 0; k < V; k++) o.v[k] = extrap_n;
+            } else if constexpr (NEAREST) {
+                const T *xr = xb + (uint32_t)ra * g.xh;
+#pragma unroll
+                for (int k = 0; k < V; k++) o.v[k] = (skip >> k) & 1 ? extrap_n : xr[off0[k]];
+            } else {
+                /* the generic kernel's order: per row tap, the column taps' sum, then weighted */
+                const T *xa = xb + (uint32_t)ra * g.xh, *xc = xb + (uint32_t)(rb < 0 ? 0 : rb) * g.xh;
+#pragma unroll
+                for (int k = 0; k < V; k++) {
+                    if ((skip >> k) & 1) {
+                        o.v[k] = extrap_n;
+                        continue;
+                    }
+                    float acc = 0.f;
+                    if (wa != 0.f) {
+                        float sa = 0.f;
+                        if (w0[k] != 0.f) sa += w0[k] * tof(xa[off0[k]]);
+                        if (w1[k] != 0.f) sa += w1[k] * tof(xa[off1[k]]);
+                        acc += wa * sa;
+                    }
+                    if (wb != 0.f) {
+                        float sb = 0.f;
+                        if (w0[k] != 0.f) sb += w0[k] * tof(xc[off0[k]]);
+                        if (w1[k] != 0.f) sb += w1[k] * tof(xc[off1[k]]);
+                        acc += wb * sb;
+                    }
+                    o.v[k] = fromf<T>(acc);
+                }
+            }
+            if (V == 1 || j + V <= g.rowlen) {
+                *reinterpret_cast<FVec<T, V> *>(yb + h * g.yh + j) = o;
+            } else {
+                for (int k = 0; k < V && j + k < g.rowlen; k++) yb[h * g.yh + j + k] = o.v[k];
+            }
+        }
+    }
+}
+
+static int fast_sm_count(void)
+{
+    static std::atomic<int> cached(0);
+    int v = cached.load(std::memory_order_relaxed);
+    if (v > 0) return v;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        v <= 0)
+        v = 132;
+    cached.store(v, std::memory_order_relaxed);
+    return v;
+}
+
+static TapPrm make_tapprm(const krs_args *a, const krs_axis *x)
+{
+    TapPrm t;
+    memset(&t, 0, sizeof t);
+    t.mode = a->mode;
+    t.ctm = a->ctm;
+    t.nearest = a->nearest;
+    t.exclude_outside = a->exclude_outside;
+    t.antialias = a->antialias;
+    t.K = x->resized ? x->taps : 1;
+    t.scale = x->scale;
+    t.roi_s = x->roi_s;
+    t.roi_e = x->roi_e;
+    t.a = a->cubic_a;
+    t.in_len = x->in_len;
+    t.out_len = x->out_len;
+    return t;
+}
+
+template <class T> static T bits_as(const uint8_t *rep)
+{
+    T v;
+    memcpy(&v, rep, sizeof v);
+    return v;
+}
+
+static unsigned cdiv(uint64_t a, uint64_t b) { return (unsigned)((a + b - 1) / b); }
+
+/* Largest of 16, 8, 4, 2, 1 bytes that divides every byte count / address given (0 entries ignored). */
+static int unit_of(const uint64_t *v, int n, int maxu)
+{
+    int u = maxu;
+    for (int i = 0; i < n; i++)
+        while (u > 1 && v[i] % (uint64_t)u) u /= 2;
+    return u;
+}
+
+template <class T, int V, bool NEAREST>
+static void launch_nhwc(const krs_args *a, Fast2D g, dim3 grid, T extrap_n, cudaStream_t st)
+{
+    k_fast_nhwc<T, V, NEAREST><<<grid, THREADS, 0, st>>>((const T *)a->x, (T *)a->y, g, extrap_n, a->extrapolation);
+}
+
+template <class T, int V, bool NEAREST>
+static void launch_rows(const krs_args *a, Fast2D g, dim3 grid, T extrap_n, cudaStream_t st)
+{
+    k_fast_rows<T, V, NEAREST><<<grid, THREADS, 0, st>>>((const T *)a->x, (T *)a->y, g, extrap_n);
+}
+
+/*
+ * The 2-D fast paths: 4-D tensors whose N and C are not resized, nearest or
+ * linear with at most FK taps per axis, 32-bit offsets. NHWC (C stride 1 on
+ * both sides) moves vectors of channels per output pixel; an output with W
+ * stride 1 (row-major) writes vectors along W. Returns -1 when neither
+ * applies, else the launch's CUDA error code.
+ */
+/* KILN_MEMK_GENERIC=1: only the generic kernels (to measure the fast paths against them). */
+static bool generic_only(void)
+{
+    static std::atomic<int> cached(-1);
+    int v = cached.load(std::memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("KILN_MEMK_GENERIC");
+        v = e && e[0] == '1';
+        cached.store(v, std::memory_order_relaxed);
+    }
+    return v == 1;
+}
+
+static int try_fast(const krs_args *a, cudaStream_t st)
+{
+    if (generic_only()) return -1;
+    if (a->rank != 4 || (a->mode != KRS_NEAREST && a->mode != KRS_LINEAR)) return -1;
+    const krs_axis *ax = a->ax;
+    /* N and C must be kept; tf_crop_and_resize marks every axis resized, but an axis with roi
+     * [0, 1], scale 1 and equal lengths maps o to o exactly (one tap of weight 1) */
+    for (int i = 0; i < 2; i++)
+        if (ax[i].resized && !(a->ctm == KRS_TF_CROP_AND_RESIZE && ax[i].roi_s == 0.0 && ax[i].roi_e == 1.0 &&
+                               ax[i].scale == 1.0 && ax[i].in_len == ax[i].out_len))
+            return -1;
+    if ((ax[2].resized && ax[2].taps > FK) || (ax[3].resized && ax[3].taps > FK)) return -1;
+    for (int i = 0; i < 4; i++)
+        if (ax[i].in_len < 1 || ax[i].out_len < 1 || ax[i].in_len > 0x7fffffff || ax[i].out_len > 0x7fffffff ||
+            a->xstr[i] < 0 || a->ystr[i] < 0 || a->xstr[i] > 0x7fffffff || a->ystr[i] > 0x7fffffff)
+            return -1;
+    int64_t xspan = 0, yspan = 0;
+    for (int i = 0; i < 4; i++) {
+        xspan += (ax[i].in_len - 1) * a->xstr[i];
+        yspan += (ax[i].out_len - 1) * a->ystr[i];
+    }
+    /* headroom: offsets of a whole vector and of partial tiles stay below 2^31 */
+    if (xspan >= ((int64_t)1 << 30) || yspan >= ((int64_t)1 << 30) || ax[2].out_len > 65535 * 64) return -1;
+    const int es = a->es;
+    const int64_t N = ax[0].out_len, C = ax[1].out_len, Ho = ax[2].out_len, Wo = ax[3].out_len;
+    Fast2D g;
+    memset(&g, 0, sizeof g);
+    g.ph = make_tapprm(a, &ax[2]);
+    g.pw = make_tapprm(a, &ax[3]);
+    g.hres = ax[2].resized;
+    g.wres = ax[3].resized;
+    g.N = (uint32_t)N;
+    g.C = (uint32_t)C;
+    g.Ho = (uint32_t)Ho;
+    g.Wo = (uint32_t)Wo;
+    /* the extrapolation value repeated over 16 bytes, for any unit */
+    uint8_t rep[16];
+    for (int i = 0; i < 16; i++) rep[i] = (uint8_t)(a->extrap_bits >> (8 * (i % es)));
+    const int sms = fast_sm_count();
+    bool nhwc = a->xstr[1] == 1 && a->ystr[1] == 1 && C > 1, flat = false;
+    int u = 0; /* NHWC: bytes per thread item */
+    if (nhwc) {
+        uint64_t chk[8] = {(uint64_t)(C * es), (uint64_t)(a->xstr[0] * es), (uint64_t)(a->xstr[2] * es),
+                           (uint64_t)(a->xstr[3] * es), (uint64_t)(a->ystr[0] * es), (uint64_t)(a->ystr[2] * es),
+                           (uint64_t)(a->ystr[3] * es), 0};
+        chk[7] = (uint64_t)(uintptr_t)a->x | (uint64_t)(uintptr_t)a->y;
+        u = unit_of(chk, 8, 16);
+        /* few channels (under 16 bytes a pixel): flat rows of pixels, 16-byte stores spanning pixels */
+        if (u < 16 && a->ystr[3] == C) {
+            nhwc = false;
+            flat = true;
+        }
+    }
+    const bool rows = flat || (a->ystr[3] == 1 && !nhwc);
+    if (nhwc) {
+        if (u < es) return -1;
+        const int ue = u / es; /* elements per item */
+        g.cv = (uint32_t)(C / ue);
+        /* strides in the kernel's T: units of u bytes for nearest, elements for linear */
+        const int64_t sd = a->mode == KRS_NEAREST ? ue : 1;
+        g.xn = (uint32_t)(a->xstr[0] / sd);
+        g.xh = (uint32_t)(a->xstr[2] / sd);
+        g.xw = (uint32_t)(a->xstr[3] / sd);
+        g.yn = (uint32_t)(a->ystr[0] / sd);
+        g.yh = (uint32_t)(a->ystr[2] / sd);
+        g.yw = (uint32_t)(a->ystr[3] / sd);
+        /* tile: up to 32 columns, rows so that a block has a fair share of the items */
+        const uint64_t total = (uint64_t)N * Ho * Wo * g.cv;
+        uint64_t per = total / (uint64_t)(4 * sms);
+        if (per < 256) per = 256;
+        if (per > 2048) per = 2048;
+        g.tw = (uint32_t)(Wo < 32 ? Wo : 32);
+        uint64_t th = per / ((uint64_t)g.tw * g.cv);
+        if (th < 1) th = 1;
+        if (th > FAST_MAX_TH) th = FAST_MAX_TH;
+        if (th > (uint64_t)Ho) th = (uint64_t)Ho;
+        g.th = (uint32_t)th;
+        dim3 grid(cdiv(Wo, g.tw), cdiv(Ho, g.th), (unsigned)(N < 65535 ? N : 65535));
+        if (grid.y > 65535) return -1;
+        if (a->mode == KRS_NEAREST) {
+            if (u == 16) launch_nhwc<uint4, 1, true>(a, g, grid, bits_as<uint4>(rep), st);
+            else if (u == 8) launch_nhwc<uint2, 1, true>(a, g, grid, bits_as<uint2>(rep), st);
+            else if (u == 4) launch_nhwc<uint32_t, 1, true>(a, g, grid, bits_as<uint32_t>(rep), st);
+            else if (u == 2) launch_nhwc<uint16_t, 1, true>(a, g, grid, bits_as<uint16_t>(rep), st);
+            else launch_nhwc<uint8_t, 1, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+        } else if (a->dt == KILN_DT_FLOAT16) {
+            const __half z = __float2half_rn(0.f);
+            if (ue == 8) launch_nhwc<__half, 8, false>(a, g, grid, z, st);
+            else if (ue == 4) launch_nhwc<__half, 4, false>(a, g, grid, z, st);
+            else if (ue == 2) launch_nhwc<__half, 2, false>(a, g, grid, z, st);
+            else launch_nhwc<__half, 1, false>(a, g, grid, z, st);
+        } else {
+            if (ue == 4) launch_nhwc<float, 4, false>(a, g, grid, 0.f, st);
+            else if (ue == 2) launch_nhwc<float, 2, false>(a, g, grid, 0.f, st);
+            else launch_nhwc<float, 1, false>(a, g, grid, 0.f, st);
+        }
+        return (int)cudaGetLastError();
+    }
+    if (!rows) return -1;
+    /* Flat rows: element strides; V outputs along a row per thread when aligned. */
+    g.xn = (uint32_t)a->xstr[0];
+    g.xh = (uint32_t)a->xstr[2];
+    g.xw = (uint32_t)a->xstr[3];
+    g.yn = (uint32_t)a->ystr[0];
+    g.yh = (uint32_t)a->ystr[2];
+    g.yw = 1;
+    if (flat) { /* NHWC, pixels dense along W: a row is Wo * C elements, a plane per n */
+        g.xc = g.yc = 0;
+        g.pc = 1;
+        g.ci = (uint32_t)C;
+        g.xci = (uint32_t)a->xstr[1];
+    } else { /* row-major: a plane per (n, c) */
+        g.xc = (uint32_t)a->xstr[1];
+        g.yc = (uint32_t)a->ystr[1];
+        g.pc = (uint32_t)C;
+        g.ci = 1;
+        g.xci = 0;
+    }
+    if ((uint64_t)N * (uint64_t)g.pc > 0x7fffffffu) return -1;
+    g.planes = (uint32_t)(N * g.pc);
+    const uint64_t rowlen = (uint64_t)Wo * g.ci;
+    g.rowlen = (uint32_t)rowlen;
+    uint64_t chk[5] = {(uint64_t)(a->ystr[0] * es), (uint64_t)(flat ? 0 : a->ystr[1] * es), (uint64_t)(a->ystr[2] * es),
+                       (uint64_t)(uintptr_t)a->y, rowlen * (uint64_t)es};
+    int uy = unit_of(chk, 5, 16);
+    int V = uy >= es ? uy / es : 1;
+    /* Tile: vpr (a power of two up to 32) threads across V * vpr elements of a row, THREADS / vpr
+     * rows per pass; rows enough to spread the tiles over the GPU (and amortize the taps). */
+    const uint64_t vneed = (rowlen + V - 1) / V;
+    uint64_t vpr = 1;
+    while (vpr < vneed && vpr < 32) vpr *= 2;
+    g.tw = (uint32_t)(vpr * V);
+    const unsigned gx = cdiv(rowlen, g.tw);
+    uint64_t th = THREADS / vpr, bal = ((uint64_t)Ho * gx + 4 * sms - 1) / (uint64_t)(4 * sms);
+    if (th < bal) th = bal;
+    if (th > FAST_MAX_TH) th = FAST_MAX_TH;
+    if (th > (uint64_t)Ho) th = (uint64_t)Ho;
+    g.th = (uint32_t)th;
+    dim3 grid(gx, cdiv(Ho, g.th), 1);
+    if (grid.y > 65535) return -1;
+    uint64_t tiles = (uint64_t)grid.x * grid.y, want = (uint64_t)(4 * sms);
+    uint64_t gz = tiles >= want ? 1 : (want + tiles - 1) / tiles;
+    if (gz > g.planes) gz = g.planes;
+    if (gz > 65535) gz = 65535;
+    grid.z = (unsigned)gz;
+    if (a->mode == KRS_NEAREST) {
+        switch (es) {
+        case 1:
+            if (V == 16) launch_rows<uint8_t, 16, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+            else if (V == 8) launch_rows<uint8_t, 8, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+            else if (V == 4) launch_rows<uint8_t, 4, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+            else if (V == 2) launch_rows<uint8_t, 2, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+            else launch_rows<uint8_t, 1, true>(a, g, grid, bits_as<uint8_t>(rep), st);
+            break;
+        case 2:
+            if (V == 8) launch_rows<uint16_t, 8, true>(a, g, grid, bits_as<uint16_t>(rep), st);
+            else if (V == 4) launch_rows<uint16_t, 4, true>(a, g, grid, bits_as<uint16_t>(rep), st);
+            else if (V == 2) launch_rows<uint16_t, 2, true>(a, g, grid, bits_as<uint16_t>(rep), st);
+            else launch_rows<uint16_t, 1, true>(a, g, grid, bits_as<uint16_t>(rep), st);
+            break;
+        case 4:
+            if (V == 4) launch_rows<uint32_t, 4, true>(a, g, grid, bits_as<uint32_t>(rep), st);
+            else if (V == 2) launch_rows<uint32_t, 2, true>(a, g, grid, bits_as<uint32_t>(rep), st);
+            else launch_rows<uint32_t, 1, true>(a, g, grid, bits_as<uint32_t>(rep), st);
+            break;
+        default:
+            if (V == 2) launch_rows<uint64_t, 2, true>(a, g, grid, bits_as<uint64_t>(rep), st);
+            else launch_rows<uint64_t, 1, true>(a, g, grid, bits_as<uint64_t>(rep), st);
+            break;
+        }
+    } else if (a->dt == KILN_DT_FLOAT16) {
+        const __half e = __float2half_rn(a->extrapolation);
+        if (V == 8) launch_rows<__half, 8, false>(a, g, grid, e, st);
+        else if (V == 4) launch_rows<__half, 4, false>(a, g, grid, e, st);
+        else if (V == 2) launch_rows<__half, 2, false>(a, g, grid, e, st);
+        else launch_rows<__half, 1, false>(a, g, grid, e, st);
+    } else {
+        const float e = a->extrapolation;
+        if (V == 4) launch_rows<float, 4, false>(a, g, grid, e, st);
+        else if (V == 2) launch_rows<float, 2, false>(a, g, grid, e, st);
+        else launch_rows<float, 1, false>(a, g, grid, e, st);
+    }
+    return (int)cudaGetLastError();
 }
 
 /* ---- the main kernels ---- */
@@ -777,6 +1268,9 @@ extern "C" int kiln__krs_resize(const krs_args *a, void *stream)
     if (a->mode == KRS_NEAREST ? (a->es != 1 && a->es != 2 && a->es != 4 && a->es != 8)
                                : (a->dt != KILN_DT_FLOAT && a->dt != KILN_DT_FLOAT16))
         return (int)cudaErrorInvalidValue;
+    /* 4-D nearest / linear in NHWC or with a row-major output: no tap tables needed */
+    int fast = try_fast(a, st);
+    if (fast >= 0) return fast;
     size_t need = kiln__krs_workspace(a);
     if (need > a->ws_bytes || (need && !a->ws)) return (int)cudaErrorInvalidValue;
     /* Tap tables, one per resized axis. */

@@ -13,6 +13,10 @@ static const kiln_pass pass_list[] = {
     {"eliminate_identity", kiln__pass_eliminate_identity},
     {"fold_constants", kiln__pass_fold_constants},
     {"remove_dead_nodes", kiln__pass_remove_dead_nodes},
+    /* batch_branches (session 3): after dead nodes are gone, before the conv folds and fusions so
+     * that they see the batched convs */
+    {"batch_branches", kiln__pass_batch_branches},
+    {"split_to_slice", kiln__pass_split_to_slice},
     {"fold_batchnorm_into_conv", kiln__pass_fold_batchnorm_into_conv},
     {"fold_scale_into_conv", kiln__pass_fold_scale_into_conv},
     {"hoist_activation", kiln__pass_hoist_activation},

@@ -15,6 +15,9 @@
  *   fold_constants            nodes whose inputs are all constant evaluated on the CPU
  *                             (and Shape/Size of fixed-shape tensors when shapes are static)
  *   remove_dead_nodes         nodes whose outputs reach no graph output; unused constants
+ *   batch_branches            identical independent branches (same weights, e.g. EDVR's per-frame
+ *                             alignment) run as one node at batch k*N (KILN_NO_BATCH_BRANCHES=1 skips)
+ *   split_to_slice            Split whose outputs a Concat glues back -> Slices (DCNv2's offsets)
  *   fold_batchnorm_into_conv  Conv -> BatchNormalization folded into Conv's W and B
  *   fold_scale_into_conv      Conv -> Mul/Add/Sub by a per-channel constant folded into W and B
  *   hoist_activation          Conv -> DepthToSpace -> act becomes Conv -> act -> DepthToSpace
@@ -86,10 +89,16 @@ kiln_status kiln__pass_fold_constants(kiln_network *net, const kiln_pass_options
                                       kiln_err *err);
 kiln_status kiln__pass_remove_dead_nodes(kiln_network *net, const kiln_pass_options *opts,
                                          kiln_pass_stats *stats, kiln_err *err);
+/* --- batch_branches (session 3) --- */
+kiln_status kiln__pass_batch_branches(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
+                                      kiln_err *err);
+/* --- end batch_branches --- */
 kiln_status kiln__pass_fold_batchnorm_into_conv(kiln_network *net, const kiln_pass_options *opts,
                                                 kiln_pass_stats *stats, kiln_err *err);
 kiln_status kiln__pass_fold_scale_into_conv(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
                                             kiln_err *err);
+kiln_status kiln__pass_split_to_slice(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
+                                      kiln_err *err);
 kiln_status kiln__pass_hoist_activation(kiln_network *net, const kiln_pass_options *opts, kiln_pass_stats *stats,
                                         kiln_err *err);
 kiln_status kiln__pass_fuse_conv_activation(kiln_network *net, const kiln_pass_options *opts,

@@ -21,8 +21,12 @@
  *                                (shapes, CPU execute, GPU enqueue).
  *
  * GPU: src/cuda/k_deform_conv.cu (bilinear sampling fused with the GEMM), any
- * layout through strides, FLOAT and FLOAT16. CPU: kiln__cpu_deform_conv_f32
- * (src/cpu/cpu_conv.c: the code of kiln's DeformConv CPU kernel) on row-major data.
+ * layout through strides, FLOAT and FLOAT16. supports_format accepts NHWC (and
+ * mixes), so in NHWC engines the runtime hands the node NHWC tensors and no
+ * reformats surround it; the builder times the tactics (0-5: strided kernels,
+ * 6-18: the fast kernel for channel-contiguous X, see k_deform_conv.h). CPU:
+ * kiln__cpu_deform_conv_f32 (src/cpu/cpu_conv.c: the code of kiln's DeformConv
+ * CPU kernel) on row-major data.
  */
 #include "kiln_plugin.h"
 #include "../cpu/cpu.h"
@@ -490,7 +494,8 @@ static int supports_format(const void *inst, int pos, const kiln_plugin_format *
     if (pos < 0 || pos >= n_in + n_out) return 0;
     if (f[pos].dtype != KILN_PLUGIN_DT_FLOAT && f[pos].dtype != KILN_PLUGIN_DT_FLOAT16) return 0;
     if (f[pos].layout != KILN_PLUGIN_LAYOUT_ROW_MAJOR && f[pos].layout != KILN_PLUGIN_LAYOUT_NHWC) return 0;
-    /* one float type for every position; any layout (the kernel indexes through strides) */
+    /* one float type for every position; any layout, NHWC included (the kernels index through strides;
+     * the fast ones want X channel-contiguous and copy it otherwise) */
     return pos == 0 || f[pos].dtype == f[0].dtype;
 }
 
@@ -586,6 +591,11 @@ static int enqueue(const void *vinst, const kiln_plugin_tensor *in, int n_in, co
         a.ws = NULL;
         a.ws_bytes = 0;
     }
+    /* a fault of an earlier kernel is sticky and would surface as this launch's error: say so */
+    int pend = kiln__kdc_pending_error();
+    if (pend)
+        return fail(err, len, KILN_PLUGIN_ERR_BACKEND, "a CUDA error is pending from an earlier launch (before this node): %s",
+                    kiln__kdc_error_string(pend));
     int cr = kiln__kdc_deform_conv(&a, stream);
     if (cr) return fail(err, len, KILN_PLUGIN_ERR_BACKEND, "deform conv kernel: %s", kiln__kdc_error_string(cr));
     return KILN_PLUGIN_OK;

@@ -226,6 +226,8 @@ kiln_status kiln_context_set_tensor_address(kiln_context *ctx, const char *name,
                 (rep->where == REP_USER_OUT && o >= 0 && rep->tensor == ctx->net->outputs[o]))
                 rep->t.ptr = ptr;
         }
+        /* views of a caller's input follow its address (view_alias.c) */
+        if (ctx->resolved) kiln__context_place_aliases(ctx);
     }
     return KILN_OK;
 }
@@ -299,6 +301,26 @@ static kiln_layout layout_for(const kiln_context *ctx, int tensor)
                                                                                                  : KILN_LAYOUT_ROW_MAJOR;
 }
 
+/* --- plugin layouts (issue 4, dcn): a row-major-only op is handed row-major tensors, except a
+ * plugin node in an NHWC engine whose class accepts NHWC at every 4-D float position
+ * (cuda_ops_plugin.c asks its supports_format): it takes layout_for() like any other op. --- */
+#ifdef KILN_HAVE_CUDA
+bool kiln__cuda_plugin_nhwc(const kiln_cuda_op *op, const kiln_node *n, const kiln_value *vals, kiln_dtype compute);
+#endif
+static bool op_row_major(const kiln_context *ctx, const kiln_cuda_op *op, const kiln_node *nd, kiln_dtype compute)
+{
+    if (!op->row_major) return false;
+#ifdef KILN_HAVE_CUDA
+    if (ctx->eng->hdr.layout == KILN_LAYOUT_NHWC && kiln__cuda_plugin_nhwc(op, nd, ctx->vals, compute)) return false;
+#else
+    (void)ctx;
+    (void)nd;
+    (void)compute;
+#endif
+    return true;
+}
+/* --- end plugin layouts --- */
+
 /* Uploads a host value into its own device buffer now (once per resolution). */
 static int upload_rep(kiln_context *ctx, int tensor, kiln_err *err)
 {
@@ -323,15 +345,31 @@ static int get_rep(kiln_context *ctx, int tensor, kiln_dtype dt, kiln_layout lay
             if (step_now > ctx->reps[r].last) ctx->reps[r].last = step_now;
             return r;
         }
+    /* --- weights in run-time form (engine v3; owner: wts): the engine's device copy, shared by
+     * every context, when the builder made this form (it makes the one each GPU reader wants) --- */
+    if (ctx->net->tensors[tensor].kind == KILN_TENSOR_CONSTANT && ctx->eng->w_dev) {
+        int k = kiln__wform_find(ctx->eng, tensor, dt, layout, KILN_WFORM_COPY);
+        if (k >= 0) {
+            int r = new_rep(ctx, tensor, dt, layout, REP_CONST);
+            if (r < 0) return -1;
+            kiln__wform_view(ctx->eng, k, &ctx->reps[r].t);
+            return r;
+        }
+    }
+    /* --- end weights in run-time form --- */
     int src = -1;
     for (int r = 0; r < ctx->n_reps && src < 0; r++)
         if (ctx->reps[r].tensor == tensor && ctx->reps[r].where != REP_USER_OUT) src = r;
     if (src < 0) {
         const kiln_tensor *t = &ctx->net->tensors[tensor];
-        if (t->kind == KILN_TENSOR_CONSTANT && ctx->eng->const_dev && ctx->eng->const_dev[tensor]) {
-            src = new_rep(ctx, tensor, ctx->eng->const_dev_dt[tensor], KILN_LAYOUT_ROW_MAJOR, REP_CONST);
+        /* weights in run-time form (owner: wts): another form of the constant, converted below */
+        int k = -1;
+        for (int q = 0; t->kind == KILN_TENSOR_CONSTANT && ctx->eng->w_dev && q < ctx->eng->w.n_forms && k < 0; q++)
+            if (ctx->eng->w.forms[q].tensor == tensor && ctx->eng->w.forms[q].transform == KILN_WFORM_COPY) k = q;
+        if (k >= 0) {
+            src = new_rep(ctx, tensor, (kiln_dtype)ctx->eng->w.forms[k].dtype, (kiln_layout)ctx->eng->w.forms[k].layout, REP_CONST);
             if (src < 0) return -1;
-            ctx->reps[src].t.ptr = ctx->eng->const_dev[tensor];
+            kiln__wform_view(ctx->eng, k, &ctx->reps[src].t);
         } else if (ctx->host_known[tensor]) {
             src = upload_rep(ctx, tensor, err);
             if (src < 0) return -1;
@@ -390,7 +428,8 @@ kiln_status kiln__context_resolve_shapes(kiln_context *ctx, kiln_err *err)
         ctx->host_known[t] = false;
         if (net->tensors[t].kind == KILN_TENSOR_CONSTANT) {
             ctx->vals[t] = net->tensors[t].v;
-            ctx->host_known[t] = true;
+            /* weights in run-time form (owner: wts): a constant kept only in that form has no host bytes */
+            ctx->host_known[t] = !(eng->w.no_host && eng->w.no_host[t]);
         }
     }
     for (int i = 0; i < net->n_inputs; i++) {
@@ -518,6 +557,22 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         if (all_known) continue;
         const kiln_layer_plan *pl = &eng->plan[ni];
         const kiln_cuda_op *op = pl->on_gpu ? kiln__cuda_op_find(nd->domain, nd->op_type) : NULL;
+        /* --- view aliases (view_alias.c, helper alias): a view op whose output is strides over its
+         * input's memory takes no step. The rep a copy would read is taken first when the input has
+         * none in this dtype yet (a caller's fp32 input in an fp16 engine), so it can be viewed too. --- */
+        if (op && kiln__view_alias_candidate(ctx, nd)) {
+            int t0 = nd->in[0], to = nd->out[0];
+            kiln_dtype want = is_float(ctx->vals[t0].dtype) ? (kiln_dtype)pl->compute : ctx->vals[t0].dtype;
+            if (!kiln__context_view_has_source(ctx, t0, want) &&
+                get_rep(ctx, t0, want, op->row_major ? KILN_LAYOUT_ROW_MAJOR : layout_for(ctx, t0), ctx->n_steps, err) < 0)
+                return err->msg[0] ? KILN_ERR_BACKEND : KILN_ERR_OUT_OF_MEMORY;
+            kiln_dtype odt = is_float(ctx->vals[to].dtype) ? (kiln_dtype)pl->compute : ctx->vals[to].dtype;
+            int r = new_rep(ctx, to, odt, layout_for(ctx, to), REP_ARENA);
+            if (r < 0) return KILN_ERR_OUT_OF_MEMORY;
+            if (kiln__context_view_alias(ctx, ni, r)) continue;
+            ctx->n_reps--; /* not a view: the node copies, below */
+        }
+        /* --- end view aliases --- */
         int s = new_step(ctx, op ? STEP_LAUNCH : STEP_CPU, ni);
         if (s < 0) return KILN_ERR_OUT_OF_MEMORY;
         /* a CPU step synchronizes the stream: no graph capture */
@@ -532,6 +587,7 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         ctx->steps[s].in_reps = in_reps;
         ctx->steps[s].out_reps = out_reps;
         kiln_dtype compute = (kiln_dtype)pl->compute;
+        const bool rm = op && op_row_major(ctx, op, nd, compute); /* plugin layouts (dcn) */
         for (int j = 0; j < nd->n_in; j++) {
             int t = nd->in[j];
             in_reps[j] = -1;
@@ -541,9 +597,9 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
                 ctx->needs_sync = true;
                 in_reps[j] = get_rep(ctx, t, ctx->vals[t].dtype, KILN_LAYOUT_ROW_MAJOR, ctx->n_steps, err);
             } else {
-                if (net->tensors[t].kind == KILN_TENSOR_CONSTANT && op->prepare) continue;
+                if (net->tensors[t].kind == KILN_TENSOR_CONSTANT && (op->prepare || op->prepare_packed)) continue; /* wts: prepare_packed */
                 kiln_dtype want = is_float(ctx->vals[t].dtype) ? compute : ctx->vals[t].dtype;
-                in_reps[j] = get_rep(ctx, t, want, op->row_major ? KILN_LAYOUT_ROW_MAJOR : layout_for(ctx, t), ctx->n_steps, err);
+                in_reps[j] = get_rep(ctx, t, want, rm ? KILN_LAYOUT_ROW_MAJOR : layout_for(ctx, t), ctx->n_steps, err);
             }
             if (in_reps[j] < 0) return err->msg[0] ? KILN_ERR_BACKEND : KILN_ERR_OUT_OF_MEMORY;
         }
@@ -566,8 +622,9 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
             if (t < 0) continue;
             kiln_dtype dt = ctx->vals[t].dtype;
             if (op && is_float(dt)) dt = compute;
-            int r = new_rep(ctx, t, dt, op && !op->row_major ? layout_for(ctx, t) : KILN_LAYOUT_ROW_MAJOR, REP_ARENA);
+            int r = new_rep(ctx, t, dt, op && !rm ? layout_for(ctx, t) : KILN_LAYOUT_ROW_MAJOR, REP_ARENA);
             if (r < 0) return KILN_ERR_OUT_OF_MEMORY;
+            if (op) kiln__context_view_producer_layout(ctx, ni, r); /* view aliases: laid out for its reader (view_alias.c) */
             ctx->reps[r].first = ctx->reps[r].last = s;
             out_reps[j] = r;
         }

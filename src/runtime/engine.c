@@ -5,9 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_float(kiln_dtype dt) { return dt == KILN_DT_FLOAT || dt == KILN_DT_FLOAT16; }
-
-/* Prepares per-node device state and device copies of the constants GPU ops read. */
+/* Uploads the weights (already in run-time form: one allocation, one copy) and prepares
+ * per-node device state from them. Converts nothing, except for an op that has no
+ * prepare_packed, or a constant the engine holds in no matching form (then prepare
+ * converts the original, as engine format 2 did). */
 kiln_status kiln__engine_prepare(kiln_engine *eng, kiln_err *err)
 {
     kiln_network *net = eng->net;
@@ -15,9 +16,12 @@ kiln_status kiln__engine_prepare(kiln_engine *eng, kiln_err *err)
     if (s) return s;
     if (!eng->order && (s = kiln__net_toposort(net, &eng->order, err))) return s;
     eng->state = kiln__calloc((size_t)net->n_nodes + 1, sizeof(void *));
-    eng->const_dev = kiln__calloc((size_t)net->n_tensors + 1, sizeof(void *));
-    eng->const_dev_dt = kiln__calloc((size_t)net->n_tensors + 1, sizeof(kiln_dtype));
-    if (!eng->state || !eng->const_dev || !eng->const_dev_dt) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    if (!eng->state) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    if (eng->w.bytes) {
+        s = kiln__gpu_malloc(&eng->w_dev, (size_t)eng->w.bytes, err);
+        if (!s) s = kiln__gpu_memcpy_h2d(eng->w_dev, eng->w.blob, (size_t)eng->w.bytes, NULL, err);
+        if (s) return s;
+    }
     for (int i = 0; i < net->n_nodes; i++) {
         const kiln_node *nd = &net->nodes[i];
         if (!eng->plan[i].on_gpu) continue;
@@ -26,36 +30,36 @@ kiln_status kiln__engine_prepare(kiln_engine *eng, kiln_err *err)
             eng->plan[i].on_gpu = 0;
             continue;
         }
+        if (!op->prepare && !op->prepare_packed) continue; /* constants: the runtime's reps of the forms */
         const kiln_value *host[64];
+        kiln_cuda_tensor dev[128];
         if (nd->n_in > 64) return kiln__fail(err, KILN_ERR_LIMIT, "node '%s': too many inputs", nd->name);
+        memset(dev, 0, sizeof(kiln_cuda_tensor) * 2 * (size_t)nd->n_in);
+        bool packed = op->prepare_packed != NULL, originals = true;
         for (int j = 0; j < nd->n_in; j++) {
             int t = nd->in[j];
-            host[j] = t >= 0 && net->tensors[t].kind == KILN_TENSOR_CONSTANT ? &net->tensors[t].v : NULL;
-            if (op->prepare || !host[j] || eng->const_dev[t]) continue;
-            /* a constant read by a GPU op: one device copy, in the type the op computes in */
-            const kiln_value *v = host[j];
-            kiln_dtype dt = is_float(v->dtype) ? (kiln_dtype)eng->plan[i].compute : v->dtype;
-            int64_t n = kiln__value_numel(v);
-            size_t bytes = (size_t)n * kiln_dtype_size(dt);
-            void *tmp = kiln__malloc(bytes);
-            if (!tmp) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
-            if (dt == v->dtype) memcpy(tmp, v->data, bytes);
-            else {
-                kiln_value tv = {.dtype = dt, .data = tmp};
-                for (int64_t e = 0; e < n; e++) kiln__value_set_f64(&tv, e, kiln__value_get_f64(v, e));
-            }
-            s = kiln__gpu_malloc(&eng->const_dev[t], bytes + 16, err);
-            if (!s) s = kiln__gpu_memcpy_h2d(eng->const_dev[t], tmp, bytes, NULL, err);
-            free(tmp);
-            if (s) return s;
-            eng->const_dev_dt[t] = dt;
+            bool c = t >= 0 && net->tensors[t].kind == KILN_TENSOR_CONSTANT;
+            host[j] = c && net->tensors[t].v.data ? &net->tensors[t].v : NULL;
+            if (!c) continue;
+            if (!host[j] && kiln__value_numel(&net->tensors[t].v) > 0) originals = false;
+            kiln_dtype dt;
+            kiln_layout lay;
+            kiln__wform_want(eng, i, j, &dt, &lay);
+            int k = kiln__wform_find(eng, t, dt, lay, KILN_WFORM_COPY);
+            if (k < 0) packed = false;
+            else kiln__wform_view(eng, k, &dev[j]);
+            if ((k = kiln__wform_find(eng, t, dt, lay, KILN_WFORM_ONE_MINUS)) >= 0) kiln__wform_view(eng, k, &dev[nd->n_in + j]);
         }
-        if (op->prepare) {
+        if (packed)
+            s = op->prepare_packed(nd, nd->params, host, dev, (kiln_dtype)eng->plan[i].compute, (kiln_layout)eng->hdr.layout,
+                                   &eng->state[i], err);
+        else if (op->prepare && originals)
             s = op->prepare(nd, nd->params, host, (kiln_dtype)eng->plan[i].compute, (kiln_layout)eng->hdr.layout, &eng->state[i], err);
-            if (s) {
-                kiln__err_prefix(err, "preparing node '%s' (%s)", nd->name, nd->op_type);
-                return s;
-            }
+        else
+            s = kiln__fail(err, KILN_ERR_PARSE, "a constant has neither its run-time form nor its original in the engine");
+        if (s) {
+            kiln__err_prefix(err, "preparing node '%s' (%s)", nd->name, nd->op_type);
+            return s;
         }
     }
     return kiln__gpu_sync(NULL, err);
@@ -71,12 +75,11 @@ void kiln_engine_free(kiln_engine *eng)
             const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
             if (op && op->release) op->release(eng->state[i]);
         }
-        for (int t = 0; eng->const_dev && t < eng->net->n_tensors; t++) kiln__gpu_free(eng->const_dev[t]);
     }
+    kiln__gpu_free(eng->w_dev);
+    kiln__weights_free(&eng->w);
     free(eng->build_log);
     free(eng->state);
-    free(eng->const_dev);
-    free(eng->const_dev_dt);
     free(eng->plan);
     free(eng->profiles);
     free(eng->order);
@@ -88,7 +91,7 @@ kiln_status kiln_engine_save(const kiln_engine *eng, const char *path)
 {
     if (!eng || !path) return KILN_ERR_INVALID_ARG;
     kiln_err err = {{0}};
-    kiln_status s = kiln__engine_file_write(path, &eng->hdr, eng->net, eng->plan, eng->profiles, eng->n_profiles, &err);
+    kiln_status s = kiln__engine_file_write_w(path, &eng->hdr, eng->net, eng->plan, eng->profiles, eng->n_profiles, &eng->w, &err);
     if (s) kiln__set_last_error(err.msg);
     return s;
 }
@@ -106,7 +109,7 @@ kiln_status kiln_engine_load(const char *path, kiln_engine **out)
     kiln_err err = {{0}};
     kiln_engine *eng = calloc(1, sizeof *eng);
     if (!eng) return KILN_ERR_OUT_OF_MEMORY;
-    kiln_status s = kiln__engine_file_read(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &err);
+    kiln_status s = kiln__engine_file_read_w(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &eng->w, &err);
     if (!s) {
         char a[64];
         snprintf(a, sizeof a, "%d.%d.%d", KILN_VERSION_MAJOR, KILN_VERSION_MINOR, KILN_VERSION_PATCH);
@@ -169,6 +172,17 @@ kiln_status kiln_engine_describe(const kiln_engine *eng, char **text)
     P("engine format %u, kiln %s\n", h->format_version, h->kiln_version);
     P("built for: %s (sm_%d%d), CUDA runtime %d, cuDNN %d, cuBLAS %d\n", h->gpu_name, h->cc_major, h->cc_minor, h->cuda_runtime, h->cudnn, h->cublas);
     P("precision: %s, activation layout: %s\n", prec_name(h->precision), h->layout == KILN_LAYOUT_NHWC ? "NHWC" : "NCHW");
+    /* weights in run-time form (engine file v3) */
+    {
+        int only = 0, kept = 0;
+        for (int t = 0; t < eng->net->n_tensors; t++)
+            if (eng->net->tensors[t].kind == KILN_TENSOR_CONSTANT) {
+                if (eng->w.no_host && eng->w.no_host[t]) only++;
+                else kept++;
+            }
+        P("weights: %d run-time forms, %.2f MiB (uploaded as stored); %d constants only in run-time form, %d also in original form\n",
+          eng->w.n_forms, (double)eng->w.bytes / 1048576.0, only, kept);
+    }
     for (int i = 0; i < eng->net->n_inputs; i++) {
         const kiln_tensor *t = &eng->net->tensors[eng->net->inputs[i]];
         char sh[256];
@@ -242,7 +256,7 @@ kiln_status kiln_engine_describe_file(const char *path, char **text)
     kiln_err err = {{0}};
     kiln_engine *eng = calloc(1, sizeof *eng);
     if (!eng) return KILN_ERR_OUT_OF_MEMORY;
-    kiln_status s = kiln__engine_file_read(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &err);
+    kiln_status s = kiln__engine_file_read_w(path, &eng->hdr, &eng->net, &eng->plan, &eng->profiles, &eng->n_profiles, &eng->w, &err);
     if (!s) s = kiln__net_toposort(eng->net, &eng->order, &err);
     if (!s) s = kiln_engine_describe(eng, text);
     if (s) kiln__set_last_error(err.msg[0] ? err.msg : kiln_status_str(s));

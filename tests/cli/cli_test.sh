@@ -203,5 +203,18 @@ expect_refusal "run: --save-outputs onto a file" "plainfile"
 k run "$X2/model.onnx" --input "input=$T/input.npy" --input "input=$T/input.npy"
 expect_refusal "run: the same input twice" "input"
 
+# --- engine files on the CPU (issue 3, owner: wts): an engine of format 2 (weights not in
+# run-time form) or of an unknown newer format is refused by inspect, naming both versions ---
+printf 'KILNENG\000\002\000\000\000\000\000\000\000' >"$T/v2.kiln"
+k inspect "$T/v2.kiln"
+expect_refusal "inspect: engine of format 2" "format version 2; this kiln reads version 3"
+printf 'KILNENG\000\011\000\000\000' >"$T/v9.kiln"
+k inspect "$T/v9.kiln"
+expect_refusal "inspect: engine of format 9" "format version 9; this kiln reads version 3"
+printf 'KILNENG\000\003\000\000\000\010\000\000\000cc=9.0\n' >"$T/v3_cut.kiln"
+k inspect "$T/v3_cut.kiln"
+expect_refusal "inspect: engine of format 3 cut after its header" "damaged"
+# --- end engine files ---
+
 echo "cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]

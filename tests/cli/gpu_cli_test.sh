@@ -202,6 +202,24 @@ kx --loadEngine="$T/missing.kiln"
 expect_refusal "exec: missing engine file" "missing.kiln"
 k compare "$M" --engine="$T/flipped.kiln"
 expect_refusal "compare: damaged engine" "damaged"
+# --- engine format 3: weights in run-time form (issue 3; owner: wts) ---
+kx --loadEngine="$T/static_fp16.kiln"
+expect_success "exec --loadEngine prints the load and context times" "Engine loaded from" " ms" "Context created"
+k inspect "$T/static_fp16.kiln"
+expect_success "inspect: weights stored in run-time form" "run-time forms" "constants only in run-time form"
+cp "$T/static_fp16.kiln" "$T/v2.kiln"
+printf '\002' | dd of="$T/v2.kiln" bs=1 seek=8 conv=notrunc 2>/dev/null
+kx --loadEngine="$T/v2.kiln"
+expect_refusal "exec: an engine of format 2 (weights not in run-time form)" "format version 2; this kiln reads version 3"
+size16=$(wc -c <"$T/static_fp16.kiln")
+cp "$T/static_fp16.kiln" "$T/blob.kiln"
+printf '\125\252\125\252\125\252\125\252' | dd of="$T/blob.kiln" bs=1 seek=$((size16 - 200)) conv=notrunc 2>/dev/null
+kx --loadEngine="$T/blob.kiln"
+expect_refusal "exec: damaged weight blob" "checksum mismatch"
+head -c $((size16 - 100)) "$T/static_fp16.kiln" >"$T/blob_cut.kiln"
+kx --loadEngine="$T/blob_cut.kiln"
+expect_refusal "exec: engine cut inside the weight blob" "damaged"
+# --- end engine format 3 ---
 
 # --- compare ------------------------------------------------------------------------------
 k compare "$M" --noTF32 --shapes=input:1x3x32x32 --check-error-stat=mean --atol=1e-5 --rtol=1e-5

@@ -7,16 +7,28 @@
  * offsets reach outside the image (border handling), odd sizes, groups,
  * offset groups, stride 2, dilation 2, asymmetric pads, with and without mask
  * and bias; plus bad attributes and shapes that must be refused.
+ * Plugin layouts (CUDA builds, no GPU needed): which plugin nodes the runtime
+ * hands NHWC tensors in NHWC engines (kiln__cuda_plugin_nhwc), with test
+ * classes that accept row-major only, NHWC, NHWC on inputs only, or have no
+ * supports_format.
  * GPU part (SKIPPED, exit 77, without a GPU): the plugin's enqueue in fp32
- * and fp16, NCHW, NHWC and mixed layouts, against the CPU reference
- * (fp32: 1e-4 relative; fp16: 2e-3 of the output's scale), then timings of
- * the EDVR-M shapes (64 channels, 3x3, 8 deformable groups; CUDA events,
- * median of 50 after warm-up).
+ * and fp16, NCHW, NHWC and mixed layouts, every tactic (0-5: the strided
+ * kernels; 6-18: the fast kernel for channel-contiguous X, which copies an NCHW
+ * X first), against the CPU reference (fp32: 1e-4 relative + 1e-5 of the
+ * output's scale; fp16: 2e-3 relative + 2e-3 of the output's scale, the oracle
+ * seeing the fp16-rounded inputs); the fp16 engine hands the plugin NHWC
+ * tensors; then timings of the EDVR-M shapes (64 channels, 3x3, 8 deformable
+ * groups; CUDA events, median of 11 samples of 10 back-to-back launches after warm-up),
+ * old (t0-5) vs new (t6-18).
  *
  *   kiln_deform_conv_test [--no-timing] [--cpu-only] [-v]
  */
 #include "cpu/cpu.h"
 #include "cuda/gpu.h"
+#include "runtime/context.h"
+#ifdef KILN_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 #include "kiln_plugin.h"
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +67,18 @@ static const cfg cases[] = {
     {"100 ch (partial K chunk)", 1, 40, 10, 10, 100, 3, 3, 2, 1, 1, 1, 1, 1, 1, 2, 1, 5, 1, 1, 20.0f},
     {"EDVR-M 45x80", 1, 64, 45, 80, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, 1, 5.0f},
     {"EDVR-M 23x40 N=5", 5, 64, 23, 40, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, 1, 5.0f},
+    /* shapes for the fast kernel's edges (tactics 6-18): C not a multiple of 8 (fp16 falls back, fp32
+     * takes 4-channel vectors), odd H/W, stride 2, dilation, groups, no mask, no bias, several K chunks
+     * and M tiles, taps not a multiple of the taps per chunk, Y channels not a multiple of 8 */
+    {"12ch og3, stride 2, dil 2, no mask/bias", 1, 12, 19, 17, 10, 3, 3, 2, 2, 2, 1, 2, 1, 2, 1, 1, 3, 0, 0, 3.0f},
+    {"16ch groups 2 og2, 24 out, no bias", 2, 16, 13, 15, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1, 0, 4.0f},
+    {"136ch og17 (3 K chunks), stride 2", 1, 136, 11, 9, 72, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 17, 1, 1, 2.5f},
+    {"5x3 kernel, dil (2,1), 32ch og4, no mask", 1, 32, 14, 19, 40, 5, 3, 1, 1, 4, 1, 4, 1, 2, 1, 1, 4, 0, 1, 3.0f},
+    {"EDVR-M odd 31x57", 1, 64, 31, 57, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 8, 1, 1, 5.0f},
+    {"128 out (2 M tiles), 24ch og3, stride 2, 5x5", 1, 24, 12, 13, 128, 5, 5, 2, 2, 2, 2, 2, 2, 1, 1, 1, 3, 1, 1, 3.0f},
+    /* edvr_tiny's DeformConv shapes (16 channels, og 2: 36-value offset and 18-value mask records) */
+    {"edvr_tiny 16ch og2 4x4 N=3", 3, 16, 4, 4, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 3.0f},
+    {"edvr_tiny 16ch og2 16x16", 1, 16, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 3.0f},
 };
 
 typedef struct data {
@@ -388,6 +412,170 @@ static void check_mmcv_network_cpu(const cfg *c, const data *d, const float *ref
     kiln_network_free(net);
 }
 
+/* ---- plugin layouts: kiln__cuda_plugin_nhwc (cuda_ops_plugin.c), no GPU needed ---- */
+#ifdef KILN_HAVE_CUDA
+bool kiln__cuda_plugin_nhwc(const kiln_cuda_op *op, const kiln_node *n, const kiln_value *vals, kiln_dtype compute);
+
+static int t_create(const kiln_plugin_host *h, const kiln_plugin_attr *a, int na, void **inst, char *e, size_t el)
+{
+    (void)h, (void)a, (void)na, (void)e, (void)el;
+    *inst = malloc(1);
+    return *inst ? KILN_PLUGIN_OK : KILN_PLUGIN_ERR_OUT_OF_MEMORY;
+}
+static void t_destroy(void *inst) { free(inst); }
+static int t_types(const void *inst, const int32_t *in, int n_in, int32_t *out, int n_out, char *e, size_t el)
+{
+    (void)inst, (void)n_in, (void)e, (void)el;
+    for (int j = 0; j < n_out; j++) out[j] = in[0];
+    return KILN_PLUGIN_OK;
+}
+static int t_shapes(const void *inst, const kiln_plugin_shape_input *in, int n_in, kiln_plugin_shape *out, int n_out,
+                    char *e, size_t el)
+{
+    (void)inst, (void)n_in, (void)e, (void)el;
+    for (int j = 0; j < n_out; j++) out[j] = in[0].shape;
+    return KILN_PLUGIN_OK;
+}
+static int t_enqueue(const void *inst, const kiln_plugin_tensor *in, int n_in, const kiln_plugin_tensor *out, int n_out,
+                     void *ws, size_t wsb, int tactic, void *st, char *e, size_t el)
+{
+    (void)inst, (void)in, (void)n_in, (void)out, (void)n_out, (void)ws, (void)wsb, (void)tactic, (void)st;
+    snprintf(e, el, "not for running");
+    return KILN_PLUGIN_ERR_UNSUPPORTED;
+}
+static bool t_float(int32_t dt) { return dt == KILN_PLUGIN_DT_FLOAT || dt == KILN_PLUGIN_DT_FLOAT16; }
+static int f_row_major(const void *inst, int pos, const kiln_plugin_format *f, int n_in, int n_out)
+{
+    (void)inst, (void)n_in, (void)n_out;
+    return t_float(f[pos].dtype) && f[pos].layout == KILN_PLUGIN_LAYOUT_ROW_MAJOR;
+}
+static int f_any(const void *inst, int pos, const kiln_plugin_format *f, int n_in, int n_out)
+{
+    (void)inst, (void)n_in, (void)n_out;
+    return t_float(f[pos].dtype);
+}
+static int f_nhwc_inputs_only(const void *inst, int pos, const kiln_plugin_format *f, int n_in, int n_out)
+{
+    (void)inst, (void)n_out;
+    return t_float(f[pos].dtype) && (pos < n_in || f[pos].layout == KILN_PLUGIN_LAYOUT_ROW_MAJOR);
+}
+
+#define T_CLASS(sym, nm, fmt)                                                                                     \
+    static const kiln_plugin_class sym = {.abi_version = KILN_PLUGIN_ABI_VERSION,                               \
+                                          .struct_size = sizeof(kiln_plugin_class),                             \
+                                          .name = nm,                                                           \
+                                          .min_inputs = 1,                                                      \
+                                          .max_inputs = 2,                                                      \
+                                          .min_outputs = 1,                                                     \
+                                          .max_outputs = 1,                                                     \
+                                          .create = t_create,                                                   \
+                                          .destroy = t_destroy,                                                 \
+                                          .get_output_types = t_types,                                          \
+                                          .get_output_shapes = t_shapes,                                        \
+                                          .supports_format = fmt,                                               \
+                                          .enqueue = t_enqueue}
+T_CLASS(t_cls_rm, "DcnTestRowMajor", f_row_major);
+T_CLASS(t_cls_any, "DcnTestAnyLayout", f_any);
+T_CLASS(t_cls_in, "DcnTestNhwcInputsOnly", f_nhwc_inputs_only);
+T_CLASS(t_cls_none, "DcnTestNoFormat", NULL);
+
+/* One node of op_type on a rank-`rank` FLOAT input; whether the runtime would hand it NHWC in fp16 and fp32. */
+static void layout_case(const char *op_type, int rank, bool want)
+{
+    kiln_network *net = NULL;
+    int64_t dims[4] = {1, 8, 5, 7};
+    const char *ins[1] = {"a"}, *outs[1] = {"b"};
+    if (kiln_network_create(&net) || kiln_network_add_input(net, "a", KILN_DT_FLOAT, rank, dims + 4 - rank, NULL) ||
+        kiln_network_add_node(net, "n", op_type, "", 1, ins, 1, outs, 0, NULL)) {
+        printf("FAIL  plugin layout %s: network: %s\n", op_type, net ? kiln_network_last_error(net) : "");
+        n_fail++;
+        kiln_network_free(net);
+        return;
+    }
+    const kiln_node *nd = &net->nodes[net->n_nodes - 1];
+    kiln_value *vals = calloc((size_t)net->n_tensors, sizeof *vals);
+    for (int t = 0; t < net->n_tensors; t++) {
+        vals[t].dtype = KILN_DT_FLOAT;
+        vals[t].shape.rank = rank;
+        for (int d = 0; d < rank; d++) vals[t].shape.d[d] = kiln__dim_const(dims[4 - rank + d]);
+    }
+    const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
+    for (int h = 0; h < 2; h++) {
+        bool got = op && kiln__cuda_plugin_nhwc(op, nd, vals, h ? KILN_DT_FLOAT16 : KILN_DT_FLOAT);
+        if (got != want) {
+            printf("FAIL  plugin layout %s rank %d %s: NHWC %s, expected %s\n", op_type, rank, h ? "fp16" : "fp32",
+                   got ? "yes" : "no", want ? "yes" : "no");
+            n_fail++;
+        } else if (verbose) {
+            printf("PASS  plugin layout %s rank %d %s: NHWC %s\n", op_type, rank, h ? "fp16" : "fp32", got ? "yes" : "no");
+        }
+    }
+    free(vals);
+    kiln_network_free(net);
+}
+
+/* A DeformConv node (the built-in class) takes NHWC: every 4-D position, FLOAT16 and FLOAT. */
+static void layout_deform(void)
+{
+    const cfg c = {"layout", 1, 16, 9, 10, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1.0f};
+    data d;
+    make_data(&c, &d);
+    kiln_network *net = mmcv_network(&c, &d);
+    if (!net || net->n_nodes == 0) {
+        kiln_network_free(net);
+        free_data(&d);
+        return;
+    }
+    const kiln_node *nd = &net->nodes[net->n_nodes - 1];
+    kiln_value *vals = calloc((size_t)net->n_tensors, sizeof *vals);
+    for (int t = 0; t < net->n_tensors; t++) vals[t] = net->tensors[t].v; /* the inputs' shapes are constant */
+    /* the output as the runtime's resolution has it (the network itself has not inferred it) */
+    vals[nd->out[0]].dtype = KILN_DT_FLOAT;
+    vals[nd->out[0]].shape = kiln__shape_of(4, d.yd);
+    const kiln_cuda_op *op = kiln__cuda_op_find(nd->domain, nd->op_type);
+    for (int h = 0; h < 2; h++) {
+        if (!op || !kiln__cuda_plugin_nhwc(op, nd, vals, h ? KILN_DT_FLOAT16 : KILN_DT_FLOAT)) {
+            printf("FAIL  plugin layout: MMCVModulatedDeformConv2d does not take NHWC (%s)\n", h ? "fp16" : "fp32");
+            n_fail++;
+        } else if (verbose) {
+            printf("PASS  plugin layout: MMCVModulatedDeformConv2d takes NHWC (%s)\n", h ? "fp16" : "fp32");
+        }
+    }
+    /* a built-in op that is not a plugin never qualifies */
+    const kiln_cuda_op *relu = kiln__cuda_op_find("", "Relu");
+    if (relu && kiln__cuda_plugin_nhwc(relu, nd, vals, KILN_DT_FLOAT16)) {
+        printf("FAIL  plugin layout: a built-in GPU op was treated as a plugin\n");
+        n_fail++;
+    }
+    free(vals);
+    kiln_network_free(net);
+    free_data(&d);
+}
+
+static void check_plugin_layouts(void)
+{
+    static bool registered;
+    if (!registered) {
+        const kiln_plugin_class *cl[4] = {&t_cls_rm, &t_cls_any, &t_cls_in, &t_cls_none};
+        for (int i = 0; i < 4; i++)
+            if (kiln_plugin_register(cl[i])) {
+                printf("FAIL  plugin layout: register %s: %s\n", cl[i]->name, kiln_last_error());
+                n_fail++;
+                return;
+            }
+        registered = true;
+    }
+    layout_case("DcnTestRowMajor", 4, false);      /* row-major only: as before */
+    layout_case("DcnTestAnyLayout", 4, true);      /* NHWC accepted at every 4-D float position */
+    layout_case("DcnTestAnyLayout", 3, false);     /* nothing 4-D: row-major */
+    layout_case("DcnTestNhwcInputsOnly", 4, false); /* asked per position: the output refuses */
+    layout_case("DcnTestNoFormat", 4, false);      /* no supports_format: FLOAT row-major only */
+    layout_deform();
+}
+#else
+static void check_plugin_layouts(void) {}
+#endif
+
 static void *stream;
 
 /* Bad attributes / shapes: refused with a message, no crash. */
@@ -564,6 +752,27 @@ static void check_mmcv_network_gpu(const cfg *c, const data *d, const float *ref
     }
     for (int it = 0; it < 2; it++) /* twice: the second may replay a captured graph */
         if (kiln_context_enqueue(ctx, stream) || kiln__gpu_sync(stream, &err)) goto ctxfail;
+    /* an NHWC engine hands the plugin NHWC tensors: X and Y channel-contiguous, no reformat around it */
+    if (ctx->eng->hdr.layout == KILN_LAYOUT_NHWC) {
+        int found = 0;
+        for (int s = 0; s < ctx->n_steps; s++) {
+            const kiln_step *st = &ctx->steps[s];
+            if (st->kind != STEP_LAUNCH || strcmp(ctx->net->nodes[st->node].op_type, "MMCVModulatedDeformConv2d")) continue;
+            found = 1;
+            const kiln_cuda_tensor *tx = &ctx->reps[st->in_reps[0]].t, *ty = &ctx->reps[st->out_reps[0]].t;
+            if (tx->strides[1] != 1 || ty->strides[1] != 1) {
+                printf("FAIL  %s: the plugin got X stride C %lld, Y stride C %lld (NHWC expected)\n", what,
+                       (long long)tx->strides[1], (long long)ty->strides[1]);
+                n_fail++;
+            } else if (verbose) {
+                printf("PASS  %s: the plugin takes NHWC\n", what);
+            }
+        }
+        if (!found) {
+            printf("FAIL  %s: no GPU step for the plugin node\n", what);
+            n_fail++;
+        }
+    }
     {
         kiln_plugin_tensor t;
         kiln_dtype dt = kiln_context_get_dtype(ctx, "output");
@@ -739,30 +948,38 @@ static void timing(void)
                 int len = snprintf(line, sizeof line, "timing: DeformConv %s %-5s N=%lld 64->64 3x3 og=8 %lldx%lld:",
                                    dtp ? "fp16" : "fp32", layout_names[mode], (long long)c.n, (long long)c.h,
                                    (long long)c.w);
-                double best = 1e30;
+                double best = 1e30, best_old = 1e30, best_new = 1e30;
                 int best_t = -1;
-                for (int tac = 0; tac < nt && tac < 16; tac++) {
-                    float t[50];
+                for (int tac = 0; tac < nt && tac < 24; tac++) {
+                    /* 11 samples of 10 back-to-back launches: the GPU stays busy, so small shapes are not
+                     * timed as the host's launch latency */
+                    float t[11];
                     bool ok = true;
                     for (int i = 0; i < 10 && ok; i++) ok = !enqueue(&g, tac, msg, sizeof msg);
-                    for (int i = 0; i < 50 && ok; i++) {
-                        ok = !kiln__gpu_event_record(e0, stream, &err) && !enqueue(&g, tac, msg, sizeof msg) &&
-                             !kiln__gpu_event_record(e1, stream, &err) && !kiln__gpu_sync(stream, &err) &&
+                    for (int i = 0; i < 11 && ok; i++) {
+                        ok = !kiln__gpu_event_record(e0, stream, &err);
+                        for (int r = 0; r < 10 && ok; r++) ok = !enqueue(&g, tac, msg, sizeof msg);
+                        ok = ok && !kiln__gpu_event_record(e1, stream, &err) && !kiln__gpu_sync(stream, &err) &&
                              !kiln__gpu_event_elapsed(e0, e1, &t[i], &err);
+                        t[i] /= 10;
                     }
                     if (!ok) {
                         printf("FAIL  timing tactic %d: %s%s\n", tac, msg, err.msg);
                         n_fail++;
                         continue;
                     }
-                    qsort(t, 50, sizeof t[0], cmp_f);
-                    double us = t[25] * 1e3;
+                    qsort(t, 11, sizeof t[0], cmp_f);
+                    double us = t[5] * 1e3;
                     if (us < best) best = us, best_t = tac;
+                    if (tac < 6 && us < best_old) best_old = us;
+                    if (tac >= 6 && us < best_new) best_new = us;
                     if (len < (int)sizeof line - 16) len += snprintf(line + len, sizeof line - (size_t)len, " t%d %.1f", tac, us);
                 }
                 double flop = 2.0 * 64 * 64 * 9 * (double)d.yd[2] * d.yd[3] * c.n;
                 if (best_t >= 0)
-                    printf("%s us | best t%d %.1f us %.1f TFLOP/s\n", line, best_t, best, flop / (best * 1e-6) / 1e12);
+                    printf("%s us | best t%d %.1f us %.1f TFLOP/s | old (t0-5) %.1f us, new (t6-18) %.1f us\n", line,
+                           best_t, best, flop / (best * 1e-6) / 1e12, best_old < 1e29 ? best_old : -1.0,
+                           best_new < 1e29 ? best_new : -1.0);
                 gpu_teardown(&g);
                 free_data(&d);
             }
@@ -853,6 +1070,7 @@ int main(int argc, char **argv)
         free_data(&d);
     }
     check_bad();
+    check_plugin_layouts();
     printf("deform conv: %d cases, %d failures (%s)\n", n_cases, n_fail, gpu ? "CPU and GPU" : "CPU only");
     if (gpu && do_timing) timing(); /* also after failures: the numbers still say which tactic is fast */
     if (gpu) kiln__gpu_stream_destroy(stream);

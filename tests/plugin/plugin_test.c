@@ -12,16 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Re-seals a patched engine file: FNV-1a over header text and body (engine_file.c's layout). */
-static void reseal(uint8_t *b, size_t n)
-{
-    uint32_t hl;
-    memcpy(&hl, b + 12, 4);
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 16; i < 16 + hl; i++) h = (h ^ b[i]) * 1099511628211ull;
-    for (size_t i = 16 + hl + 8; i < n - 8; i++) h = (h ^ b[i]) * 1099511628211ull;
-    memcpy(b + n - 8, &h, 8);
-}
+/* Re-seals a patched engine file (engine file format 3's checksum: engine_file.c; wts). */
+static void reseal(uint8_t *b, size_t n) { kiln__engine_file_reseal(b, n); }
 
 static bool contains(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
 

@@ -409,6 +409,55 @@ static void test_hoist_activation(void)
     }
 }
 
+/* --- split_to_slice (lead, session 3) --- */
+/* conv -> Split(3 along C) -> Concat(o1, o2) and Sigmoid(o3) (DCNv2's offset/mask head) becomes two
+ * Slices; refused: outputs glued out of order, an output read twice, a different Concat axis. */
+static void test_split_to_slice(void)
+{
+    static const int64_t small[4] = {1, 4, 7, 5};
+    for (int variant = 0; variant < 6; variant++) {
+        kiln_network *net = new_net(variant == 5 ? 18 : 17);
+        add_image_input(net, "x", 4);
+        add_conv3(net, "conv", "x", 4, 12, "c");
+        const char *souts[3] = {"o1", "o2", "o3"};
+        if (variant == 1) {
+            int64_t sz[3] = {2, 6, 4}, d1 = 3;
+            CHECK(kiln_network_add_constant(net, "sizes", KILN_DT_INT64, 1, &d1, sz, sizeof sz) == KILN_OK);
+            const char *ins[2] = {"c", "sizes"};
+            kiln_attr_value ax = {.name = "axis", .type = KILN_ATTR_INT, .i = 1};
+            CHECK(kiln_network_add_node(net, "split", "Split", "", 2, ins, 3, souts, 1, &ax) == KILN_OK);
+        } else {
+            const char *in = "c";
+            kiln_attr_value at[2] = {{.name = "axis", .type = KILN_ATTR_INT, .i = 1},
+                                     {.name = "num_outputs", .type = KILN_ATTR_INT, .i = 3}};
+            CHECK(kiln_network_add_node(net, "split", "Split", "", 1, &in, 3, souts, variant == 5 ? 2 : 1, at) ==
+                  KILN_OK);
+        }
+        const char *cin[2] = {variant == 2 ? "o2" : "o1", variant == 2 ? "o1" : "o2"};
+        kiln_attr_value cax = {.name = "axis", .type = KILN_ATTR_INT, .i = variant == 4 ? 2 : -3};
+        const char *off = "off", *msk = "mask";
+        CHECK(kiln_network_add_node(net, "cat", "Concat", "", 2, cin, 1, &off, 1, &cax) == KILN_OK);
+        const char *o3 = "o3";
+        CHECK(kiln_network_add_node(net, "sig", "Sigmoid", "", 1, &o3, 1, &msk, 0, NULL) == KILN_OK);
+        kiln_network_mark_output(net, "off");
+        kiln_network_mark_output(net, "mask");
+        if (variant == 3) kiln_network_mark_output(net, "o2");
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o != NULL);
+        if (!o) {
+            kiln_network_free(net);
+            continue;
+        }
+        bool rewritten = variant <= 1 || variant == 5;
+        CHECK(count_op(o, "Split") == (rewritten ? 0 : 1));
+        CHECK(count_op(o, "Slice") == (rewritten ? 2 : 0));
+        check_same(net, o, 4, small);
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+/* --- end split_to_slice --- */
+
 /* Mul (folded into W, no bias made) and Add without an activation; Add with the conv output second. */
 static void test_conv_mul_add_only(void)
 {
@@ -889,7 +938,7 @@ static void test_driver(void)
 {
     int n;
     const kiln_pass *list = kiln__passes(&n);
-    CHECK(n == 7 && !strcmp(list[0].name, "eliminate_identity"));
+    CHECK(n == 9 && !strcmp(list[0].name, "eliminate_identity")); /* + batch_branches, split_to_slice (session 3) */
     CHECK(kiln__pass_find("fuse_conv_activation") != NULL && kiln__pass_find("nope") == NULL);
     kiln_network *net = new_net(17);
     add_image_input(net, "x", 4);
@@ -902,11 +951,423 @@ static void test_driver(void)
     kiln_pass_options po = {.skip = skip, .n_skip = 3};
     kiln_err err = {{0}};
     CHECK(kiln__passes_run(net, &po, record_pass, seen, &err) == KILN_OK);
-    CHECK(!strcmp(seen, "eliminate_identity,fold_constants,remove_dead_nodes,fold_batchnorm_into_conv"));
+    CHECK(!strcmp(seen, "eliminate_identity,fold_constants,remove_dead_nodes,batch_branches,split_to_slice,"
+                        "fold_batchnorm_into_conv"));
     CHECK(count_op(net, "Conv") == 1 && count_op(net, "Relu") == 1 && net->n_nodes == 2);
     CHECK(kiln__passes_run(net, NULL, NULL, NULL, &err) == KILN_OK && net->n_nodes == 1);
     kiln_network_free(net);
 }
+
+/* --- batch_branches (session 3) ---------------------------------------------- */
+
+static int count_convs(const kiln_network *net) { return count_op(net, "Conv") + count_op(net, "FusedConv"); }
+
+/* Runs both networks on random float inputs (names[i], rank 4, dims[i]) and checks they agree. */
+static void check_same_n(kiln_network *a, kiln_network *b, int n, const char *const *names, const int64_t (*dims)[4])
+{
+    kiln_host_tensor in[8];
+    for (int i = 0; i < n; i++) fill_random(&in[i], names[i], KILN_DT_FLOAT, 4, dims[i]);
+    double ref, d = compare_runs(a, b, n, in, &ref);
+    double tol = 1e-4 * (ref > 1 ? ref : 1);
+    CHECK(d >= 0 && d <= tol);
+    if (!(d >= 0 && d <= tol)) printf("  max abs diff %g (allowed %g)\n", d, tol);
+    for (int i = 0; i < n; i++) kiln_host_tensor_release(&in[i]);
+}
+
+/* Branches b = 0..k-1, EDVR's shape: y_b = conv2(lrelu(conv1(cat(x_b, ref)))) + ref, the same weights
+ * for all; ref is a shared activation (repeated for the Concat, broadcast by the Add when n == 1). */
+static kiln_network *branch_net(int k, int64_t n, int64_t c, bool sym, int64_t opset)
+{
+    kiln_network *net = new_net(opset);
+    int64_t xd[4] = {n, c, sym ? KILN_DIM_SYMBOLIC : 7, sym ? KILN_DIM_SYMBOLIC : 5};
+    const char *syms[4] = {NULL, NULL, "h", "w"};
+    CHECK(kiln_network_add_input(net, "ref", KILN_DT_FLOAT, 4, xd, syms) == KILN_OK);
+    int64_t w1[4] = {c, 2 * c, 3, 3}, w2[4] = {c, c, 3, 3}, bd[1] = {c};
+    add_rand_const(net, "w1", 4, w1, -0.3f, 0.3f);
+    add_rand_const(net, "b1", 1, bd, -0.2f, 0.2f);
+    add_rand_const(net, "w2", 4, w2, -0.3f, 0.3f);
+    for (int b = 0; b < k; b++) {
+        char x[32], cat[32], c1[32], a1[32], c2[32], y[32], nm[32];
+        snprintf(x, sizeof x, "x%d", b);
+        snprintf(cat, sizeof cat, "cat%d", b);
+        snprintf(c1, sizeof c1, "c1_%d", b);
+        snprintf(a1, sizeof a1, "a1_%d", b);
+        snprintf(c2, sizeof c2, "c2_%d", b);
+        snprintf(y, sizeof y, "y%d", b);
+        CHECK(kiln_network_add_input(net, x, KILN_DT_FLOAT, 4, xd, syms) == KILN_OK);
+        const char *ci[2] = {x, "ref"};
+        snprintf(nm, sizeof nm, "concat%d", b);
+        CHECK(kiln_network_add_concat(net, nm, 2, ci, 1, cat) == KILN_OK);
+        snprintf(nm, sizeof nm, "conv1_%d", b);
+        CHECK(kiln_network_add_conv(net, nm, cat, "w1", "b1", 3, 3, 1, 1, 1, 1, c1) == KILN_OK);
+        snprintf(nm, sizeof nm, "lrelu%d", b);
+        CHECK(kiln_network_add_activation(net, nm, c1, KILN_ACT_LEAKY_RELU, 0.1f, a1) == KILN_OK);
+        snprintf(nm, sizeof nm, "conv2_%d", b);
+        CHECK(kiln_network_add_conv(net, nm, a1, "w2", NULL, 3, 3, 1, 1, 1, 1, c2) == KILN_OK);
+        snprintf(nm, sizeof nm, "add%d", b);
+        CHECK(kiln_network_add_elementwise(net, nm, "Add", c2, "ref", y) == KILN_OK);
+        kiln_network_mark_output(net, y);
+    }
+    return net;
+}
+
+static void check_branch_net(kiln_network *net, kiln_network *o, int k, int64_t n, int64_t c)
+{
+    const char *names[5] = {"ref", "x0", "x1", "x2", "x3"};
+    int64_t dims[5][4];
+    for (int i = 0; i <= k; i++) {
+        dims[i][0] = n;
+        dims[i][1] = c;
+        dims[i][2] = 7;
+        dims[i][3] = 5;
+    }
+    check_same_n(net, o, k + 1, names, (const int64_t(*)[4])dims);
+}
+
+/* Two and three branches (batch 1 and 2, fixed and symbolic H/W): one conv per weight remains,
+ * the graph outputs keep their names, the results agree. */
+static void test_batch_basic(void)
+{
+    for (int k = 2; k <= 3; k++)
+        for (int variant = 0; variant < 4; variant++) {
+            int64_t n = variant == 2 ? 2 : 1, c = 3;
+            bool sym = variant == 1;
+            /* variant 3: opset 11, Split's sizes as an attribute */
+            kiln_network *net = branch_net(k, n, c, sym, variant == 3 ? 11 : 17);
+            kiln_network *o = optimized(net, NULL);
+            CHECK(o != NULL);
+            if (!o) continue;
+            CHECK(count_convs(o) == 2);
+            /* one Split(axis 0) back into the branch outputs, one Concat of the inputs, one of ref's copies */
+            /* batch 2: ref is repeated for the Add too, which then fuses into the conv */
+            CHECK(count_op(o, "Split") == 1 && count_op(o, "Add") == (n == 1 ? 1 : 0));
+            CHECK(o->n_outputs == k && !strcmp(o->tensors[o->outputs[k - 1]].name, k == 2 ? "y1" : "y2"));
+            check_branch_net(net, o, k, n, c);
+            kiln_network_free(o);
+            /* KILN_NO_BATCH_BRANCHES=1 skips the pass */
+            setenv("KILN_NO_BATCH_BRANCHES", "1", 1);
+            o = optimized(net, NULL);
+            unsetenv("KILN_NO_BATCH_BRANCHES");
+            CHECK(o && count_convs(o) == 2 * k && count_op(o, "Split") == 0);
+            kiln_network_free(o);
+            /* a pinned member stays alone; with three branches the other two still batch */
+            const char *pin[1] = {"conv1_0"};
+            kiln_pass_options po = {.pinned = pin, .n_pinned = 1};
+            o = optimized(net, &po);
+            CHECK(o && find_node(o, "conv1_0") && !strcmp(find_node(o, "conv1_0")->op_type, "Conv"));
+            if (o) {
+                CHECK(count_convs(o) == (k == 2 ? 3 : 4)); /* k = 3: branches 1 and 2 batch, branch 0 not */
+                check_branch_net(net, o, k, n, c);
+            }
+            kiln_network_free(o);
+            kiln_network_free(net);
+        }
+}
+
+/* Same weights on a chain (x -> conv W -> relu -> conv W): dependent, not batched. Same weights
+ * with different attributes (dilation 1 vs 2, same output shape): not batched. Different LeakyRelu
+ * slopes after batched convs: the convs batch, the activations do not. */
+static void test_batch_refused(void)
+{
+    kiln_network *net = new_net(17);
+    add_image_input(net, "x", 4);
+    int64_t wd[4] = {4, 4, 3, 3};
+    add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+    CHECK(kiln_network_add_conv(net, "conv_a", "x", "w", NULL, 3, 3, 1, 1, 1, 1, "a") == KILN_OK);
+    kiln_network_add_activation(net, "relu", "a", KILN_ACT_RELU, 0, "r");
+    CHECK(kiln_network_add_conv(net, "conv_b", "r", "w", NULL, 3, 3, 1, 1, 1, 1, "y") == KILN_OK);
+    kiln_network_mark_output(net, "y");
+    kiln_network *o = optimized(net, NULL);
+    CHECK(o && count_convs(o) == 2 && count_op(o, "Split") == 0 && count_op(o, "Concat") == 0);
+    if (o) check_same(net, o, 4, img);
+    kiln_network_free(o);
+    kiln_network_free(net);
+
+    net = new_net(17);
+    add_image_input(net, "x0", 4);
+    add_image_input(net, "x1", 4);
+    add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+    CHECK(kiln_network_add_conv(net, "conv0", "x0", "w", NULL, 3, 3, 1, 1, 1, 1, "y0") == KILN_OK);
+    CHECK(kiln_network_add_conv(net, "conv1", "x1", "w", NULL, 3, 3, 1, 2, 2, 1, "y1") == KILN_OK);
+    kiln_network_mark_output(net, "y0");
+    kiln_network_mark_output(net, "y1");
+    o = optimized(net, NULL);
+    CHECK(o && count_convs(o) == 2 && count_op(o, "Split") == 0);
+    const char *names[2] = {"x0", "x1"};
+    const int64_t dims[2][4] = {{1, 4, 9, 7}, {1, 4, 9, 7}};
+    if (o) check_same_n(net, o, 2, names, dims);
+    kiln_network_free(o);
+    kiln_network_free(net);
+
+    net = new_net(17);
+    add_image_input(net, "x0", 4);
+    add_image_input(net, "x1", 4);
+    add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+    CHECK(kiln_network_add_conv(net, "conv0", "x0", "w", NULL, 3, 3, 1, 1, 1, 1, "c0") == KILN_OK);
+    CHECK(kiln_network_add_conv(net, "conv1", "x1", "w", NULL, 3, 3, 1, 1, 1, 1, "c1") == KILN_OK);
+    kiln_network_add_activation(net, "act0", "c0", KILN_ACT_LEAKY_RELU, 0.1f, "y0");
+    kiln_network_add_activation(net, "act1", "c1", KILN_ACT_LEAKY_RELU, 0.2f, "y1");
+    kiln_network_mark_output(net, "y0");
+    kiln_network_mark_output(net, "y1");
+    o = optimized(net, NULL);
+    CHECK(o && count_convs(o) == 1 && count_op(o, "LeakyRelu") == 2 && count_op(o, "Split") == 1);
+    if (o) check_same_n(net, o, 2, names, dims);
+    kiln_network_free(o);
+    kiln_network_free(net);
+}
+
+/* EDVR's frame loop: X [1, k, C, H, W], Gather(X, i, axis=1) -> conv -> lrelu -> Unsqueeze(1),
+ * stacked by Concat(axis 1). Becomes Squeeze -> one conv -> Reshape: no Gather, Split or Concat left. */
+static void test_batch_gather_stack(void)
+{
+    for (int k = 2; k <= 4; k++) {
+        /* k = 4: opset 11 (Squeeze and Unsqueeze take axes as attributes) */
+        bool old = k == 4;
+        kiln_network *net = new_net(old ? 11 : 17);
+        int64_t xd[5] = {1, k, 3, 6, 5};
+        CHECK(kiln_network_add_input(net, "x", KILN_DT_FLOAT, 5, xd, NULL) == KILN_OK);
+        int64_t wd[4] = {4, 3, 3, 3}, one = 1;
+        add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+        kiln_network_add_constant(net, "ax1", KILN_DT_INT64, 1, &one, &one, sizeof one);
+        const char *stack[4];
+        char un[4][32];
+        CHECK(k <= 4);
+        for (int i = 0; i < k; i++) {
+            char idx[32], g[32], cv[32], a[32], nm[32];
+            int64_t v = i == k - 1 ? -1 : i; /* a negative index too */
+            snprintf(idx, sizeof idx, "i%d", i);
+            kiln_network_add_constant(net, idx, KILN_DT_INT64, 0, NULL, &v, sizeof v);
+            snprintf(g, sizeof g, "g%d", i);
+            snprintf(cv, sizeof cv, "c%d", i);
+            snprintf(a, sizeof a, "a%d", i);
+            snprintf(un[i], sizeof un[i], "u%d", i);
+            const char *gi[2] = {"x", idx}, *go = g;
+            kiln_attr_value ax = {.name = "axis", .type = KILN_ATTR_INT, .i = 1};
+            snprintf(nm, sizeof nm, "gather%d", i);
+            CHECK(kiln_network_add_node(net, nm, "Gather", "", 2, gi, 1, &go, 1, &ax) == KILN_OK);
+            snprintf(nm, sizeof nm, "conv%d", i);
+            CHECK(kiln_network_add_conv(net, nm, g, "w", NULL, 3, 3, 1, 1, 1, 1, cv) == KILN_OK);
+            snprintf(nm, sizeof nm, "lrelu%d", i);
+            kiln_network_add_activation(net, nm, cv, KILN_ACT_LEAKY_RELU, 0.1f, a);
+            const char *ui[2] = {a, "ax1"}, *uo = un[i];
+            kiln_attr_value ua = {.name = "axes", .type = KILN_ATTR_INTS, .ints = &one, .n = 1};
+            snprintf(nm, sizeof nm, "unsq%d", i);
+            CHECK(kiln_network_add_node(net, nm, "Unsqueeze", "", old ? 1 : 2, ui, 1, &uo, old ? 1 : 0, &ua) ==
+                  KILN_OK);
+            stack[i] = un[i];
+        }
+        CHECK(kiln_network_add_concat(net, "stack", k, stack, 1, "y") == KILN_OK);
+        kiln_network_mark_output(net, "y");
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o && count_convs(o) == 1 && count_op(o, "Gather") == 0 && count_op(o, "Split") == 0 &&
+              count_op(o, "Concat") == 0);
+
+        if (o) {
+            kiln_host_tensor in;
+            fill_random(&in, "x", KILN_DT_FLOAT, 5, xd);
+            double ref, d = compare_runs(net, o, 1, &in, &ref);
+            CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
+            kiln_host_tensor_release(&in);
+        }
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
+/* Resize between batched convs: with scales (1 on N) the Resize batches as it is; with sizes its
+ * N entry is rewritten; a Resize of N itself stays per branch. */
+static void test_batch_resize(void)
+{
+    for (int mode = 0; mode < 3; mode++) {
+        kiln_network *net = new_net(13);
+        int64_t xd[4] = {1, 3, 5, 4};
+        int64_t wd[4] = {3, 3, 3, 3};
+        add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+        add_rand_const(net, "w2", 4, wd, -0.3f, 0.3f);
+        float sc[4] = {mode == 2 ? 2.0f : 1.0f, 1, 2, 3};
+        int64_t four = 4, sz[4] = {1, 3, 10, 12};
+        kiln_network_add_constant(net, "scales", KILN_DT_FLOAT, 1, &four, sc, sizeof sc);
+        kiln_network_add_constant(net, "sizes", KILN_DT_INT64, 1, &four, sz, sizeof sz);
+        const char *names[3] = {"x0", "x1", "x2"};
+        for (int b = 0; b < 3; b++) {
+            char c[32], r[32], y[32], nm[32];
+            snprintf(c, sizeof c, "c%d", b);
+            snprintf(r, sizeof r, "r%d", b);
+            snprintf(y, sizeof y, "y%d", b);
+            CHECK(kiln_network_add_input(net, names[b], KILN_DT_FLOAT, 4, xd, NULL) == KILN_OK);
+            snprintf(nm, sizeof nm, "conv%d", b);
+            CHECK(kiln_network_add_conv(net, nm, names[b], "w", NULL, 3, 3, 1, 1, 1, 1, c) == KILN_OK);
+            const char *ri[4] = {c, "", mode == 1 ? "" : "scales", mode == 1 ? "sizes" : ""}, *ro = r;
+            kiln_attr_value md = {.name = "mode", .type = KILN_ATTR_STRING, .s = "linear", .s_len = 6};
+            snprintf(nm, sizeof nm, "resize%d", b);
+            CHECK(kiln_network_add_node(net, nm, "Resize", "", 4, ri, 1, &ro, 1, &md) == KILN_OK);
+            snprintf(nm, sizeof nm, "conv2_%d", b);
+            CHECK(kiln_network_add_conv(net, nm, r, "w2", NULL, 3, 3, 1, 1, 1, 1, y) == KILN_OK);
+            kiln_network_mark_output(net, y);
+        }
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o != NULL);
+        if (!o) continue;
+        /* mode 2 resizes N: the Resizes stay per branch (the convs before and after still batch) */
+        CHECK(count_op(o, "Resize") == (mode == 2 ? 3 : 1) && count_convs(o) == 2);
+        const int64_t dims[3][4] = {{1, 3, 5, 4}, {1, 3, 5, 4}, {1, 3, 5, 4}};
+        check_same_n(net, o, 3, names, dims);
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
+/* DeformConv branches (X, offset and mask per branch, EDVR's pack) with a Split along channels and
+ * a Sigmoid on the way; odd sizes, batch 2 per branch; ONNX DeformConv and mmcv's op (the plugin). */
+static void test_batch_deform(void)
+{
+    for (int mmcv = 0; mmcv < 2; mmcv++) {
+        kiln_network *net = new_net(19);
+        int64_t xd[4] = {2, 4, 5, 7}, wo[4] = {27, 4, 3, 3}, wd[4] = {3, 4, 3, 3}, bd[1] = {3}, three = 3;
+        add_rand_const(net, "w_off", 4, wo, -0.2f, 0.2f);
+        add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+        add_rand_const(net, "b", 1, bd, -0.2f, 0.2f);
+        int64_t parts[3] = {9, 9, 9};
+        kiln_network_add_constant(net, "parts", KILN_DT_INT64, 1, &three, parts, sizeof parts);
+        const char *names[2] = {"x0", "x1"};
+        for (int br = 0; br < 2; br++) {
+            char o[32], s[3][32], off[32], m[32], y[32], nm[32];
+            CHECK(kiln_network_add_input(net, names[br], KILN_DT_FLOAT, 4, xd, NULL) == KILN_OK);
+            snprintf(o, sizeof o, "o%d", br);
+            snprintf(nm, sizeof nm, "conv_off%d", br);
+            CHECK(kiln_network_add_conv(net, nm, names[br], "w_off", NULL, 3, 3, 1, 1, 1, 1, o) == KILN_OK);
+            for (int j = 0; j < 3; j++) snprintf(s[j], sizeof s[j], "s%d_%d", br, j);
+            const char *si[2] = {o, "parts"}, *so[3] = {s[0], s[1], s[2]};
+            kiln_attr_value ax = {.name = "axis", .type = KILN_ATTR_INT, .i = 1};
+            snprintf(nm, sizeof nm, "split%d", br);
+            CHECK(kiln_network_add_node(net, nm, "Split", "", 2, si, 3, so, 1, &ax) == KILN_OK);
+            snprintf(off, sizeof off, "off%d", br);
+            const char *ci[2] = {s[0], s[1]};
+            snprintf(nm, sizeof nm, "cat%d", br);
+            CHECK(kiln_network_add_concat(net, nm, 2, ci, 1, off) == KILN_OK);
+            snprintf(m, sizeof m, "m%d", br);
+            snprintf(nm, sizeof nm, "sig%d", br);
+            CHECK(kiln_network_add_activation(net, nm, s[2], KILN_ACT_SIGMOID, 0, m) == KILN_OK);
+            snprintf(y, sizeof y, "y%d", br);
+            const char *di[5] = {names[br], "w", off, "b", m}, *mi[5] = {names[br], off, m, "w", "b"}, *dout = y;
+            int64_t ks[2] = {3, 3}, pads[4] = {1, 1, 1, 1};
+            kiln_attr_value da[2] = {{.name = "kernel_shape", .type = KILN_ATTR_INTS, .ints = ks, .n = 2},
+                                     {.name = "pads", .type = KILN_ATTR_INTS, .ints = pads, .n = 4}};
+            kiln_attr_value ma = {.name = "padding", .type = KILN_ATTR_INTS, .ints = pads, .n = 2};
+            snprintf(nm, sizeof nm, "dcn%d", br);
+            if (mmcv)
+                CHECK(kiln_network_add_node(net, nm, "MMCVModulatedDeformConv2d", "mmcv", 5, mi, 1, &dout, 1, &ma) ==
+                      KILN_OK);
+            else
+                CHECK(kiln_network_add_node(net, nm, "DeformConv", "", 5, di, 1, &dout, 2, da) == KILN_OK);
+            kiln_network_mark_output(net, y);
+        }
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o && count_op(o, mmcv ? "MMCVModulatedDeformConv2d" : "DeformConv") == 1 && count_convs(o) == 1 &&
+              count_op(o, "Sigmoid") == 1);
+        const int64_t dims[2][4] = {{2, 4, 5, 7}, {2, 4, 5, 7}};
+        if (o) check_same_n(net, o, 2, names, dims);
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
+/* Conv -> Slice (along H) -> Transpose (H, W) -> ReduceMean (channels) -> Sigmoid per branch: all of it
+ * batches; a Slice along axis 0 ends the group (the conv before it still batches). */
+static void test_batch_ops(void)
+{
+    for (int axis0 = 0; axis0 < 2; axis0++) {
+        kiln_network *net = new_net(17);
+        int64_t wd[4] = {4, 4, 3, 3}, one = 1, st[1] = {1}, en[1] = {5}, ax[1] = {axis0 ? 0 : 2};
+        add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+        kiln_network_add_constant(net, "st", KILN_DT_INT64, 1, &one, st, sizeof st);
+        kiln_network_add_constant(net, "en", KILN_DT_INT64, 1, &one, en, sizeof en);
+        kiln_network_add_constant(net, "ax", KILN_DT_INT64, 1, &one, ax, sizeof ax);
+        const char *names[2] = {"x0", "x1"};
+        for (int b = 0; b < 2; b++) {
+            char c[32], sl[32], tr[32], rd[32], y[32], nm[32];
+            int64_t xd[4] = {axis0 ? 6 : 1, 4, 6, 5};
+            CHECK(kiln_network_add_input(net, names[b], KILN_DT_FLOAT, 4, xd, NULL) == KILN_OK);
+            snprintf(c, sizeof c, "c%d", b);
+            snprintf(sl, sizeof sl, "sl%d", b);
+            snprintf(tr, sizeof tr, "tr%d", b);
+            snprintf(rd, sizeof rd, "rd%d", b);
+            snprintf(y, sizeof y, "y%d", b);
+            snprintf(nm, sizeof nm, "conv%d", b);
+            CHECK(kiln_network_add_conv(net, nm, names[b], "w", NULL, 3, 3, 1, 1, 1, 1, c) == KILN_OK);
+            const char *si[4] = {c, "st", "en", "ax"}, *so = sl;
+            snprintf(nm, sizeof nm, "slice%d", b);
+            CHECK(kiln_network_add_node(net, nm, "Slice", "", 4, si, 1, &so, 0, NULL) == KILN_OK);
+            int64_t perm[4] = {0, 1, 3, 2}, rax[1] = {1};
+            kiln_attr_value pa = {.name = "perm", .type = KILN_ATTR_INTS, .ints = perm, .n = 4};
+            const char *ti = sl, *to = tr, *ri = tr, *ro = rd;
+            snprintf(nm, sizeof nm, "transpose%d", b);
+            CHECK(kiln_network_add_node(net, nm, "Transpose", "", 1, &ti, 1, &to, 1, &pa) == KILN_OK);
+            kiln_attr_value ra = {.name = "axes", .type = KILN_ATTR_INTS, .ints = rax, .n = 1};
+            snprintf(nm, sizeof nm, "reduce%d", b);
+            CHECK(kiln_network_add_node(net, nm, "ReduceMean", "", 1, &ri, 1, &ro, 1, &ra) == KILN_OK);
+            snprintf(nm, sizeof nm, "sig%d", b);
+            CHECK(kiln_network_add_activation(net, nm, rd, KILN_ACT_SIGMOID, 0, y) == KILN_OK);
+            kiln_network_mark_output(net, y);
+        }
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o && count_convs(o) == 1 && count_op(o, "Slice") == (axis0 ? 2 : 1) &&
+              count_op(o, "Sigmoid") == (axis0 ? 2 : 1) && count_op(o, "ReduceMean") == (axis0 ? 2 : 1));
+        const int64_t dims[2][4] = {{axis0 ? 6 : 1, 4, 6, 5}, {axis0 ? 6 : 1, 4, 6, 5}};
+        if (o) check_same_n(net, o, 2, names, dims);
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
+/* One frame of a batch seen as [1, k, ...]: Gather(Reshape(x), i, axis=1) becomes a Slice of x
+ * along axis 0 (the 5-D view goes); as a graph output too. */
+static void test_batch_gather_slice(void)
+{
+    for (int as_output = 0; as_output < 2; as_output++) {
+        kiln_network *net = new_net(17);
+        int64_t xd[4] = {3, 4, 6, 5}, wd[4] = {4, 4, 3, 3}, five = 5, shp[5] = {1, 3, 4, 6, 5}, idx = 2;
+        CHECK(kiln_network_add_input(net, "x", KILN_DT_FLOAT, 4, xd, NULL) == KILN_OK);
+        add_rand_const(net, "w", 4, wd, -0.3f, 0.3f);
+        kiln_network_add_constant(net, "shp", KILN_DT_INT64, 1, &five, shp, sizeof shp);
+        kiln_network_add_constant(net, "idx", KILN_DT_INT64, 0, NULL, &idx, sizeof idx);
+        CHECK(kiln_network_add_conv(net, "conv", "x", "w", NULL, 3, 3, 1, 1, 1, 1, "c") == KILN_OK);
+        const char *ri[2] = {"c", "shp"}, *ro = "v", *gi[2] = {"v", "idx"}, *go = "g";
+        CHECK(kiln_network_add_node(net, "view", "Reshape", "", 2, ri, 1, &ro, 0, NULL) == KILN_OK);
+        kiln_attr_value ax = {.name = "axis", .type = KILN_ATTR_INT, .i = 1};
+        CHECK(kiln_network_add_node(net, "select", "Gather", "", 2, gi, 1, &go, 1, &ax) == KILN_OK);
+        if (as_output) {
+            kiln_network_mark_output(net, "g");
+        } else {
+            CHECK(kiln_network_add_conv(net, "conv2", "g", "w", NULL, 3, 3, 1, 1, 1, 1, "y") == KILN_OK);
+            kiln_network_mark_output(net, "y");
+        }
+        kiln_network_mark_output(net, "c");
+        kiln_network *o = optimized(net, NULL);
+        CHECK(o && count_op(o, "Gather") == 0 && count_op(o, "Slice") == 1 && count_op(o, "Reshape") == 0);
+        if (o) {
+            kiln_host_tensor in;
+            fill_random(&in, "x", KILN_DT_FLOAT, 4, xd);
+            double ref, d = compare_runs(net, o, 1, &in, &ref);
+            CHECK(d >= 0 && d <= 1e-4 * (ref > 1 ? ref : 1));
+            kiln_host_tensor_release(&in);
+        }
+        kiln_network_free(o);
+        kiln_network_free(net);
+    }
+}
+
+static void test_batch_branches(void)
+{
+    test_batch_gather_slice();
+    test_batch_ops();
+    test_batch_basic();
+    test_batch_refused();
+    test_batch_gather_stack();
+    test_batch_resize();
+    test_batch_deform();
+}
+/* --- end batch_branches ---------------------------------------------------------- */
 
 /* ---- whole models ------------------------------------------------------- */
 
@@ -1138,6 +1599,7 @@ int main(int argc, char **argv)
     test_conv_prelu();
     test_conv_other_acts();
     test_hoist_activation();
+    test_split_to_slice();
     test_conv_mul_add_only();
     test_conv_sum();
     test_conv_add_relu();
@@ -1149,6 +1611,7 @@ int main(int argc, char **argv)
     test_fold_and_dead();
     test_fused_schema();
     test_driver();
+    test_batch_branches(); /* batch_branches (session 3) */
     if (models) test_models(shared);
     return TEST_SUMMARY("test_passes");
 }

@@ -692,11 +692,12 @@ int kiln_cmd_exec(int argc, char **argv)
         printf("[I] Engine built in %.3f s%s%s\n", (now_ms() - t0) / 1e3, eo.save_engine ? ", saved to " : "",
                eo.save_engine ? eo.save_engine : "");
     } else {
+        double l0 = now_ms(); /* load time (issue 3, owner: wts): read + upload of the run-time weights */
         if (kiln_engine_load(eo.load_engine, &eng)) {
             cli_error("--loadEngine: %s", kiln_last_error());
             goto done;
         }
-        printf("[I] Engine loaded from %s\n", eo.load_engine);
+        printf("[I] Engine loaded from %s in %.1f ms\n", eo.load_engine, now_ms() - l0);
         for (int i = 0; i < kiln_engine_io_count(eng) && n_in < CLI_MAX_IO; i++)
             if (kiln_engine_io_is_input(eng, i)) in_names[n_in++] = kiln_engine_io_name(eng, i);
         for (int k = 0; k < eo.n_load_inputs; k++)
@@ -714,7 +715,9 @@ int kiln_cmd_exec(int argc, char **argv)
         if (!kiln_engine_describe(eng, &text)) printf("%s", text);
         free(text);
     }
+    double c0 = now_ms(); /* owner: wts: context creation + first shape resolution */
     if (cli_engine_setup(&run, eng, &bo.shapes, loaded, n_loaded)) goto done;
+    printf("[I] Context created (shapes resolved, I/O buffers ready) in %.1f ms\n", now_ms() - c0);
     if (eo.no_graph && kiln_context_set_cuda_graph(run.ctx, 0)) {
         cli_error("--noCudaGraph: %s", kiln_context_last_error(run.ctx));
         goto done;
