@@ -434,12 +434,13 @@ typedef struct kiln_plugin_class {
      * ROW_MAJOR or NHWC; integer inputs come row-major in their own type.
      * NULL: FLOAT row-major only.
      * What kiln does today: the engine's precision picks FLOAT or FLOAT16 for
-     * every float position of the node after this question is asked, and the
-     * runtime hands plugins ROW_MAJOR tensors only. So the node runs on the GPU
-     * when the plugin accepts the all-FLOAT and the all-FLOAT16 row-major
-     * combinations (and has enqueue); otherwise the node runs on the CPU
-     * through execute (with copies), or the build fails if there is none.
-     * Answer NHWC questions honestly all the same: later kiln may ask them. */
+     * every float position of the node. The node runs on the GPU when the
+     * plugin accepts the all-FLOAT and the all-FLOAT16 row-major combinations
+     * (and has enqueue); otherwise it runs on the CPU through execute (with
+     * copies), or the build fails if there is none. Tensors come ROW_MAJOR,
+     * except in NHWC engines (fp16 builds): when the plugin accepts NHWC at
+     * every rank-4 float position (asked with those positions NHWC, the rest
+     * row-major), those positions come NHWC, so no reformats surround it. */
     int (*supports_format)(const void *inst, int pos, const kiln_plugin_format *formats, int n_in, int n_out);
 
     /* Optional (GPU). Number of alternative implementations ("tactics") the
