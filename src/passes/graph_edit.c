@@ -205,6 +205,17 @@ kiln_status kiln__node_set_attr_string(kiln_node *n, const char *name, const cha
     return KILN_OK;
 }
 
+void kiln__node_remove_attr(kiln_node *n, const char *name)
+{
+    for (int i = 0; i < n->n_attrs; i++)
+        if (!strcmp(n->attrs[i].name, name)) {
+            kiln__attr_free(&n->attrs[i]);
+            memmove(&n->attrs[i], &n->attrs[i + 1], sizeof *n->attrs * (size_t)(n->n_attrs - i - 1));
+            n->n_attrs--;
+            return;
+        }
+}
+
 kiln_status kiln__node_set_op(kiln_node *n, const char *domain, const char *op_type, kiln_err *err)
 {
     const kiln_op_schema *sc = kiln__op_schema_find(domain, op_type);

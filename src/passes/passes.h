@@ -140,6 +140,8 @@ void kiln__graph_replace_uses(kiln_network *net, const bool *deleted, int from, 
 kiln_status kiln__node_set_n_inputs(kiln_node *n, int n_in, kiln_err *err);
 /* Adds or replaces an attribute on a node (copies strings). */
 kiln_status kiln__node_set_attr_float(kiln_node *n, const char *name, float v, kiln_err *err);
+/* Drops a node's attribute `name` if it has one. */
+void kiln__node_remove_attr(kiln_node *n, const char *name);
 kiln_status kiln__node_set_attr_string(kiln_node *n, const char *name, const char *v, kiln_err *err);
 /* Changes a node's op (op_type, domain), looks up its schema and re-parses its attributes. */
 kiln_status kiln__node_set_op(kiln_node *n, const char *domain, const char *op_type, kiln_err *err);

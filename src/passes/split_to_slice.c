@@ -22,17 +22,6 @@
 
 #define MAX_OUT 64
 
-static void remove_attr(kiln_node *n, const char *name)
-{
-    for (int i = 0; i < n->n_attrs; i++)
-        if (!strcmp(n->attrs[i].name, name)) {
-            kiln__attr_free(&n->attrs[i]);
-            memmove(&n->attrs[i], &n->attrs[i + 1], sizeof *n->attrs * (size_t)(n->n_attrs - i - 1));
-            n->n_attrs--;
-            return;
-        }
-}
-
 static int norm_axis(const kiln_node *n, int rank)
 {
     int64_t a = kiln__attr_int(n, "axis", 0);
@@ -73,9 +62,9 @@ static kiln_status to_slice(kiln_network *net, int ni, int x, int64_t begin, int
     n->in[3] = a;
     n->out[0] = out;
     n->n_out = 1;
-    remove_attr(n, "axis");
-    remove_attr(n, "num_outputs");
-    remove_attr(n, "split");
+    kiln__node_remove_attr(n, "axis");
+    kiln__node_remove_attr(n, "num_outputs");
+    kiln__node_remove_attr(n, "split");
     return kiln__node_set_op(n, "", "Slice", err);
 }
 
