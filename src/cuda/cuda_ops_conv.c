@@ -456,10 +456,10 @@ static void conv_release(void *state)
     free(st);
 }
 
-static kiln_status conv_prepare(const kiln_node *node, const void *params, const kiln_value *const *host, kiln_dtype dt,
-                                kiln_layout layout, void **state, kiln_err *err)
+/* A fresh state for a node computing in dt (FLOAT or FLOAT16), constants not yet set. */
+static kiln_status state_new(const kiln_node *node, kiln_dtype dt, conv_state **out, kiln_err *err)
 {
-    *state = NULL;
+    *out = NULL;
     if (dt != KILN_DT_FLOAT && dt != KILN_DT_FLOAT16)
         return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): compute type %s is not supported on the GPU",
                           node->name, node->op_type, kiln_dtype_name(dt));
@@ -471,6 +471,24 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
         return s;
     }
     st->dt = dt;
+    *out = st;
+    return KILN_OK;
+}
+
+/* A per-channel (or single) vector: flat, stride 1 (0 for one value). */
+static kiln_cuda_tensor flat_vector(const kiln_cuda_tensor *t)
+{
+    int64_t n = numel_of(t);
+    return (kiln_cuda_tensor){.ptr = t->ptr, .dtype = t->dtype, .rank = 1, .dims = {n}, .strides = {n == 1 ? 0 : 1}};
+}
+
+static kiln_status conv_prepare(const kiln_node *node, const void *params, const kiln_value *const *host, kiln_dtype dt,
+                                kiln_layout layout, void **state, kiln_err *err)
+{
+    *state = NULL;
+    conv_state *st;
+    kiln_status s = state_new(node, dt, &st, err);
+    if (s) return s;
     const kiln_value *w = node->n_in > 1 ? host[1] : NULL;
     const kiln_value *b = node->n_in > 2 ? host[2] : NULL;
     const kiln_value *sl = st->a.kind == KIND_FUSED && node->n_in > 3 ? host[3] : NULL;
@@ -485,13 +503,14 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
     if (!s && sl && sl->data) {
         s = upload(node, sl, dt, FMT_NCHW, &st->s, err);
         if (!s) {
-            /* The slope is per channel (or one for all): flatten to a vector. */
-            int64_t n = numel_of(&st->s);
-            st->s.rank = 1;
-            st->s.dims[0] = n;
-            st->s.strides[0] = n == 1 ? 0 : 1;
+            /* The slope is per channel (or one for all): flatten to a vector; 1 - s alike. */
+            st->s = flat_vector(&st->s);
             s = upload_one_minus(node, sl, dt, &st->s1, err);
-            if (!s) st->s1 = (kiln_cuda_tensor){.ptr = st->s1.ptr, .dtype = dt, .rank = 1, .dims = {n}, .strides = {n == 1 ? 0 : 1}};
+            if (!s) {
+                void *p1 = st->s1.ptr;
+                st->s1 = st->s;
+                st->s1.ptr = p1;
+            }
         }
     }
     if (s) {
@@ -500,13 +519,6 @@ static kiln_status conv_prepare(const kiln_node *node, const void *params, const
     }
     *state = st;
     return KILN_OK;
-}
-
-/* A per-channel (or single) vector of a constant in run-time form: flat, stride 1 (0 for one). */
-static kiln_cuda_tensor flat_vector(const kiln_cuda_tensor *t)
-{
-    int64_t n = numel_of(t);
-    return (kiln_cuda_tensor){.ptr = t->ptr, .dtype = t->dtype, .rank = 1, .dims = {n}, .strides = {n == 1 ? 0 : 1}};
 }
 
 /* Engine file v3: the constants come already converted by the builder (W in dt with the
@@ -521,17 +533,9 @@ static kiln_status conv_prepare_packed(const kiln_node *node, const void *params
     (void)params;
     (void)host;
     *state = NULL;
-    if (dt != KILN_DT_FLOAT && dt != KILN_DT_FLOAT16)
-        return kiln__fail(err, KILN_ERR_UNSUPPORTED, "node '%s' (%s): compute type %s is not supported on the GPU",
-                          node->name, node->op_type, kiln_dtype_name(dt));
-    conv_state *st = kiln__calloc(1, sizeof *st);
-    if (!st) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "node '%s' (%s): out of memory", node->name, node->op_type);
-    kiln_status s = state_init(node, st, err);
-    if (s) {
-        free(st);
-        return s;
-    }
-    st->dt = dt;
+    conv_state *st;
+    kiln_status s = state_new(node, dt, &st, err);
+    if (s) return s;
     st->shared = true;
     int n = node->n_in;
     bool fused = st->a.kind == KIND_FUSED;
