@@ -16,6 +16,7 @@
 typedef struct layer_pin {
     char name[256];
     kiln_precision p;
+    bool automatic; /* the builder's own (precision.c's accuracy rules), not the caller's */
 } layer_pin;
 
 struct kiln_builder_config {
@@ -457,6 +458,34 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
             else static_shapes = false;
         }
     }
+    /* fp16: layers kept fp32 for accuracy (precision.c) become pins the caller did not give;
+     * the caller's pins win. KILN_FP16_PLAIN=1 skips the rule (A/B). */
+    kiln_builder_config with_auto;
+    layer_pin *all_pins = NULL;
+    int n_chain = 0, n_skip = 0;
+    const char *plain = getenv("KILN_FP16_PLAIN");
+    if (!s && cfg->precision == KILN_PREC_FP16 && !(plain && plain[0] == '1')) {
+        bool *keep = kiln__calloc((size_t)eng->net->n_nodes + 1, sizeof(bool));
+        all_pins = kiln__calloc((size_t)cfg->n_pins + (size_t)eng->net->n_nodes + 1, sizeof *all_pins);
+        if (!keep || !all_pins || kiln__fp16_keep_fp32(eng->net, keep, &n_chain, &n_skip)) {
+            s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+        } else {
+            int n = cfg->n_pins;
+            if (n) memcpy(all_pins, cfg->pins, sizeof *all_pins * (size_t)n);
+            for (int i = 0; i < eng->net->n_nodes; i++) {
+                const char *nm = eng->net->nodes[i].name;
+                if (!keep[i] || !nm || strlen(nm) >= sizeof all_pins[0].name || pinned(cfg, nm)) continue;
+                snprintf(all_pins[n].name, sizeof all_pins[n].name, "%s", nm);
+                all_pins[n].p = KILN_PREC_FP32;
+                all_pins[n++].automatic = true;
+            }
+            with_auto = *cfg;
+            with_auto.pins = all_pins;
+            with_auto.n_pins = n;
+            cfg = &with_auto;
+        }
+        free(keep);
+    }
     if (!s) {
         const char **pins = kiln__calloc((size_t)cfg->n_pins + 1, sizeof *pins);
         for (int i = 0; pins && i < cfg->n_pins; i++) pins[i] = cfg->pins[i].name;
@@ -466,8 +495,8 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
     }
     if (!s) {
         for (int p = 0; p < cfg->n_pins; p++) {
-            bool found = false;
-            for (int i = 0; i < eng->net->n_nodes; i++) found |= !strcmp(eng->net->nodes[i].name, cfg->pins[p].name);
+            bool found = cfg->pins[p].automatic; /* one of the builder's own, perhaps removed as dead */
+            for (int i = 0; i < eng->net->n_nodes && !found; i++) found |= !strcmp(eng->net->nodes[i].name, cfg->pins[p].name);
             if (!found) {
                 s = kiln__fail(err, KILN_ERR_NOT_FOUND, "--layerPrecisions names '%s', which is not a layer of the optimized network", cfg->pins[p].name);
                 break;
@@ -503,6 +532,9 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
             eng->plan[i].compute = p == KILN_PREC_FP16 ? KILN_DT_FLOAT16 : KILN_DT_FLOAT;
         }
         s = kiln__net_toposort(eng->net, &eng->order, err);
+        if (n_chain + n_skip)
+            build_note(eng, "[I] fp16: %d node(s) of long residual chains and %d of the input-image skip keep fp32 for "
+                            "accuracy (KILN_FP16_PLAIN=1 keeps them fp16)\n", n_chain, n_skip);
     }
     /* ask each op whether it takes these types and shapes (at the opt shapes) */
     if (!s) {
@@ -543,6 +575,7 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
     if (!s) s = kiln__weights_pack(eng, err);
     if (!s) s = kiln__engine_prepare(eng, err);
     if (!s) s = time_tactics(eng, cfg, err);
+    free(all_pins);
     if (s) {
         kiln_engine_free(eng);
         return s;

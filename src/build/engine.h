@@ -96,6 +96,13 @@ struct kiln_engine {
 
 /* fp16 builds: whether a layer keeps fp32 for range (precision.c); why says which rule. */
 bool kiln__fp16_needs_fp32(const kiln_node *nd, const kiln_value *const *in, const kiln_value *out, char *why, size_t n);
+/* fp16 builds: layers that keep fp32 for accuracy (long residual chains, the image skip), marked
+ * in keep[net->n_nodes] on the network before the passes (precision.c); -1 when out of memory. */
+int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip);
+
+/* fp16 form of conv weights: groups of `taps` values each rounded to fp16 neighbours so that
+ * each group's sum stays within one ulp (fp16_round.c); dst gets the fp16 values as floats. */
+void kiln__f16_round_groups(const float *src, float *dst, int64_t groups, int64_t taps);
 
 /* Engine file: header + network + plans + profiles + weights in run-time form, checksummed.
  * Pure C (no GPU needed). w may be NULL (no run-time forms: every constant in original form). */

@@ -84,9 +84,18 @@ void kiln__wform_view(const kiln_engine *eng, int k, kiln_cuda_tensor *t)
 /* Writes v (row-major, its own dtype) into dst as dt with the strides of layout, applying
  * the transform. The common cases (fp32 -> fp16 / fp32, any layout) avoid the per-element
  * dtype switch. */
-static void convert(const kiln_value *v, const kiln_wform *f, uint8_t *dst)
+static void convert(const kiln_value *v, const kiln_wform *f, uint8_t *dst, bool filter)
 {
     int64_t n = kiln__value_numel(v);
+    /* a conv filter going to fp16: rounded so each k x k filter keeps its sum (fp16_round.c) */
+    float *kept = NULL;
+    if (filter && v->dtype == KILN_DT_FLOAT && f->dtype == KILN_DT_FLOAT16 && f->transform == KILN_WFORM_COPY &&
+        v->shape.rank >= 3 && n > 0) {
+        int64_t taps = 1;
+        for (int d = 2; d < v->shape.rank; d++) taps *= v->shape.d[d].add;
+        kept = taps > 1 ? malloc(sizeof(float) * (size_t)n) : NULL;
+        if (kept) kiln__f16_round_groups(v->data, kept, n / taps, taps);
+    }
     kiln_cuda_tensor t = {0};
     t.rank = v->shape.rank;
     for (int d = 0; d < t.rank; d++) t.dims[d] = v->shape.d[d].add;
@@ -94,11 +103,12 @@ static void convert(const kiln_value *v, const kiln_wform *f, uint8_t *dst)
     bool plain = f->layout == KILN_LAYOUT_ROW_MAJOR || t.rank != 4;
     if (plain && f->transform == KILN_WFORM_COPY && f->dtype == (int32_t)v->dtype) {
         memcpy(dst, v->data, (size_t)f->nbytes);
+        free(kept);
         return;
     }
     kiln_value out = {.dtype = (kiln_dtype)f->dtype, .data = dst};
     bool one_minus = f->transform == KILN_WFORM_ONE_MINUS;
-    const float *src32 = v->dtype == KILN_DT_FLOAT ? v->data : NULL;
+    const float *src32 = kept ? kept : v->dtype == KILN_DT_FLOAT ? v->data : NULL;
     int64_t idx[KILN_MAX_DIMS] = {0}, off = 0;
     for (int64_t i = 0; i < n; i++) {
         if (src32 && f->dtype == KILN_DT_FLOAT16) {
@@ -125,6 +135,7 @@ static void convert(const kiln_value *v, const kiln_wform *f, uint8_t *dst)
             idx[d] = 0;
         }
     }
+    free(kept);
 }
 
 static kiln_status add_form(kiln_weights *w, int *cap, int tensor, kiln_dtype dt, kiln_layout layout, int transform,
@@ -160,6 +171,15 @@ kiln_status kiln__weights_pack(kiln_engine *eng, kiln_err *err)
     kiln_weights *w = &eng->w;
     int cap = 0;
     kiln_status s = KILN_OK;
+    /* tensors that are some conv's filter (input 1): their fp16 forms keep each filter's sum */
+    bool *filter = kiln__calloc((size_t)net->n_tensors + 1, sizeof(bool));
+    if (!filter) return kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < net->n_nodes; i++) {
+        const kiln_node *nd = &net->nodes[i];
+        bool conv = (!nd->domain[0] && (!strcmp(nd->op_type, "Conv") || !strcmp(nd->op_type, "ConvTranspose"))) ||
+                    (!strcmp(nd->domain, "kiln") && !strcmp(nd->op_type, "FusedConv"));
+        if (conv && nd->n_in > 1 && nd->in[1] >= 0) filter[nd->in[1]] = true;
+    }
     /* which forms: one per (constant, form a GPU reader wants) */
     for (int i = 0; i < net->n_nodes && !s; i++) {
         const kiln_node *nd = &net->nodes[i];
@@ -193,7 +213,9 @@ kiln_status kiln__weights_pack(kiln_engine *eng, kiln_err *err)
     uint8_t *blob = s ? NULL : kiln__calloc((size_t)total + 1, 1);
     if (!s && !blob) s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory for %llu bytes of weights", (unsigned long long)total);
     for (int k = 0; k < w->n_forms && !s; k++)
-        if (w->forms[k].nbytes) convert(&net->tensors[w->forms[k].tensor].v, &w->forms[k], blob + w->forms[k].offset);
+        if (w->forms[k].nbytes)
+            convert(&net->tensors[w->forms[k].tensor].v, &w->forms[k], blob + w->forms[k].offset, filter[w->forms[k].tensor]);
+    free(filter);
     w->mem = blob;
     w->blob = blob;
     w->bytes = total;

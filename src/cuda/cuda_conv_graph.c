@@ -422,6 +422,15 @@ static bool engine_ok(cudnnBackendDescriptor_t cfg, const kiln_cg_spec *sp, int6
         case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
         case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS:
         case CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC: ok = false; break;
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13: {
+            /* KILN_CONV_NO_WINOGRAD=1 (A/B): Winograd's transforms round in the conv's type */
+            const char *nw = getenv("KILN_CONV_NO_WINOGRAD");
+            if (nw && nw[0] == '1') ok = false;
+            break;
+        }
         case CUDNN_NUMERICAL_NOTE_TENSOR_CORE:
             *tc = true;
             if (sp->strict) ok = false;
