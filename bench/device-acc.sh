@@ -2,7 +2,8 @@
 # Runs ON THE GPU MACHINE (carry [".device"]): fp16 accuracy of the SR bench models with the
 # builder's accuracy measures on and off, each built once and then compared against PyTorch's
 # fp32 output (bench.py's files) and timed. Not a test.
-#   sh bench/device-acc.sh [CASES]   CASES: case:shape list (default the issue-3 SR cases)
+#   sh bench/device-acc.sh [CASES]   CASES: case:shape list (default the issue-3 SR cases);
+#                                    VARIANTS="default KILN_FP16_PLAIN" picks variants
 # Variants: default; KILN_FP16_PLAIN=1 (no fp32 residual chain / image skip); KILN_CONV_NO_WINOGRAD=1;
 # both. Filter rounding that keeps sums is always on (it is how fp16 weights are written).
 set -u
@@ -24,7 +25,7 @@ for c in $CASES; do
     n=${c%%:*} shp=${c#*:}
     m=$W/$n/model.onnx
     [ -f "$m" ] || { echo "$n: no model at $m"; continue; }
-    for v in default KILN_FP16_PLAIN KILN_CONV_NO_WINOGRAD both; do
+    for v in ${VARIANTS:-default KILN_FP16_PLAIN KILN_CONV_NO_WINOGRAD both}; do
         case $v in
         default) envs="" ;;
         both) envs="KILN_FP16_PLAIN=1 KILN_CONV_NO_WINOGRAD=1" ;;
@@ -41,7 +42,7 @@ for c in $CASES; do
             --warmUp=300 > "$L/acc_${n}_${v}_exec.txt" 2>&1
         rel=$(grep -o 'sum|a-b|/sum|b|: [^ ,]*' "$L/acc_${n}_${v}_compare.txt" | head -1 | sed 's/.*: //')
         psnr=$(grep -o 'PSNR: [^ ,]*' "$L/acc_${n}_${v}_compare.txt" | head -1 | sed 's/.*: //')
-        ms=$(grep 'GPU Compute Time' "$L/acc_${n}_${v}_exec.txt" | sed 's/.*median = \([0-9.]*\) ms.*/\1/')
+        ms=$(grep 'GPU Compute Time:' "$L/acc_${n}_${v}_exec.txt" | grep median | head -1 | sed 's/.*median = \([0-9.]*\) ms.*/\1/')
         printf '%-16s %-22s mean rel %-10s PSNR %-7s GPU median %s ms  (at %s s)\n' "$n" "$v" "$rel" "$psnr" "$ms" "$(el)"
     done
     grep -h "^\[I\]" "$L/acc_${n}_default_build.txt" | head -2

@@ -465,15 +465,23 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
     int n_chain = 0, n_skip = 0;
     const char *plain = getenv("KILN_FP16_PLAIN");
     if (!s && cfg->precision == KILN_PREC_FP16 && !(plain && plain[0] == '1')) {
-        bool *keep = kiln__calloc((size_t)eng->net->n_nodes + 1, sizeof(bool));
-        all_pins = kiln__calloc((size_t)cfg->n_pins + (size_t)eng->net->n_nodes + 1, sizeof *all_pins);
-        if (!keep || !all_pins || kiln__fp16_keep_fp32(eng->net, keep, &n_chain, &n_skip)) {
+        /* the rule reads tensor types, which the network before the passes may not have yet:
+         * it looks at a typed copy (the passes' own folding stays as it is) */
+        kiln_network *typed = NULL;
+        kiln_err terr = {{0}};
+        if (kiln__net_clone(eng->net, &typed, &terr) || kiln_network_infer_shapes(typed)) {
+            kiln_network_free(typed);
+            typed = NULL; /* an untyped graph: the passes will say what is wrong with it */
+        }
+        bool *keep = typed ? kiln__calloc((size_t)typed->n_nodes + 1, sizeof(bool)) : NULL;
+        all_pins = typed ? kiln__calloc((size_t)cfg->n_pins + (size_t)typed->n_nodes + 1, sizeof *all_pins) : NULL;
+        if (typed && (!keep || !all_pins || kiln__fp16_keep_fp32(typed, keep, &n_chain, &n_skip))) {
             s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
-        } else {
+        } else if (typed) {
             int n = cfg->n_pins;
             if (n) memcpy(all_pins, cfg->pins, sizeof *all_pins * (size_t)n);
-            for (int i = 0; i < eng->net->n_nodes; i++) {
-                const char *nm = eng->net->nodes[i].name;
+            for (int i = 0; i < typed->n_nodes; i++) {
+                const char *nm = typed->nodes[i].name;
                 if (!keep[i] || !nm || strlen(nm) >= sizeof all_pins[0].name || pinned(cfg, nm)) continue;
                 snprintf(all_pins[n].name, sizeof all_pins[n].name, "%s", nm);
                 all_pins[n].p = KILN_PREC_FP32;
@@ -485,6 +493,7 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
             cfg = &with_auto;
         }
         free(keep);
+        kiln_network_free(typed);
     }
     if (!s) {
         const char **pins = kiln__calloc((size_t)cfg->n_pins + 1, sizeof *pins);

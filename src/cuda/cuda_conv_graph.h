@@ -38,8 +38,8 @@ typedef struct kiln_cg_spec {
 } kiln_cg_spec;
 
 /* Device pointers of one execution (NULL where the spec has no such tensor).
- * slope1 holds 1 - slope per channel (the fused PRelu computes
- * (1 - s) * relu(v) + s * v). */
+ * slope1 (1 - slope per channel, still in engine files) is no longer read: the
+ * fused PRelu computes relu(v) + s * (v - relu(v)), exact for v >= 0. */
 typedef struct kiln_cg_ptrs {
     const void *x, *w, *b, *slope, *slope1, *z;
     void *y;
