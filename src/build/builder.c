@@ -345,11 +345,13 @@ static kiln_status time_tactics(kiln_engine *eng, const kiln_builder_config *cfg
         const kiln_value *host[64];
         kiln__context_step_tensors(ctx, st, din, dout, host);
         kiln_cuda_exec ex = ctx->ex;
-        kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout, .state = eng->state[st->node], .ex = &ex};
+        kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout, .state = eng->state[st->node], .ex = &ex,
+                              .strict_fp32 = (eng->plan[st->node].on_gpu & KILN_PLAN_STRICT_FP32) != 0};
         int n_tactics = op->tactic_count(&l);
         if (n_tactics <= 1) continue;
         char key[4096];
         layer_key(eng, ctx, st, n_tactics, key, sizeof key);
+        if (l.strict_fp32) strncat(key, "|strict", sizeof key - strlen(key) - 1);
         const cache_entry *ce = cache_find(&cache, key);
         if (ce && ce->tactic < n_tactics) {
             eng->plan[st->node].tactic = ce->tactic;
@@ -462,7 +464,7 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
      * the caller's pins win. KILN_FP16_PLAIN=1 skips the rule (A/B). */
     kiln_builder_config with_auto;
     layer_pin *all_pins = NULL;
-    int n_chain = 0, n_skip = 0;
+    int n_chain = 0, n_skip = 0, n_first = 0;
     const char *plain = getenv("KILN_FP16_PLAIN");
     if (!s && cfg->precision == KILN_PREC_FP16 && !(plain && plain[0] == '1')) {
         /* the rule reads tensor types, which the network before the passes may not have yet:
@@ -475,7 +477,7 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
         }
         bool *keep = typed ? kiln__calloc((size_t)typed->n_nodes + 1, sizeof(bool)) : NULL;
         all_pins = typed ? kiln__calloc((size_t)cfg->n_pins + (size_t)typed->n_nodes + 1, sizeof *all_pins) : NULL;
-        if (typed && (!keep || !all_pins || kiln__fp16_keep_fp32(typed, keep, &n_chain, &n_skip))) {
+        if (typed && (!keep || !all_pins || kiln__fp16_keep_fp32(typed, keep, &n_chain, &n_skip, &n_first))) {
             s = kiln__fail(err, KILN_ERR_OUT_OF_MEMORY, "out of memory");
         } else if (typed) {
             int n = cfg->n_pins;
@@ -535,15 +537,20 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
         for (int i = 0; i < eng->net->n_nodes; i++) {
             const kiln_node *nd = &eng->net->nodes[i];
             kiln_precision p = cfg->precision;
+            bool strict = false; /* the builder's own fp32 pins get fp32 math: TF32 would round as fp16 does */
             for (int k = 0; k < cfg->n_pins; k++)
-                if (!strcmp(cfg->pins[k].name, nd->name)) p = cfg->pins[k].p;
-            eng->plan[i].on_gpu = kiln__cuda_op_find(nd->domain, nd->op_type) != NULL;
+                if (!strcmp(cfg->pins[k].name, nd->name)) {
+                    p = cfg->pins[k].p;
+                    strict = cfg->pins[k].automatic && p == KILN_PREC_FP32;
+                }
+            eng->plan[i].on_gpu = kiln__cuda_op_find(nd->domain, nd->op_type) != NULL ? KILN_PLAN_GPU : 0;
+            if (eng->plan[i].on_gpu && strict) eng->plan[i].on_gpu |= KILN_PLAN_STRICT_FP32;
             eng->plan[i].compute = p == KILN_PREC_FP16 ? KILN_DT_FLOAT16 : KILN_DT_FLOAT;
         }
         s = kiln__net_toposort(eng->net, &eng->order, err);
-        if (n_chain + n_skip)
-            build_note(eng, "[I] fp16: %d node(s) of long residual chains and %d of the input-image skip keep fp32 for "
-                            "accuracy (KILN_FP16_PLAIN=1 keeps them fp16)\n", n_chain, n_skip);
+        if (n_chain + n_skip + n_first)
+            build_note(eng, "[I] fp16: %d node(s) of long residual chains, %d of the input-image skip and %d first conv(s) of "
+                            "the image keep fp32 for accuracy (KILN_FP16_PLAIN=1 keeps them fp16)\n", n_chain, n_skip, n_first);
     }
     /* ask each op whether it takes these types and shapes (at the opt shapes) */
     if (!s) {

@@ -12,8 +12,12 @@
 /* 2: plugin records per node (issue 4); 3: weights in run-time form (issue 3), word-wise checksum */
 #define KILN_ENGINE_FORMAT_VERSION 3
 
+/* kiln_layer_plan.on_gpu bits (0: the layer runs on the CPU) */
+#define KILN_PLAN_GPU 1
+#define KILN_PLAN_STRICT_FP32 2 /* fp32 math without TF32 (precision.c's accuracy rules) */
+
 typedef struct kiln_layer_plan {
-    int32_t on_gpu;      /* 1: runs on the GPU; 0: on the CPU (host) */
+    int32_t on_gpu;      /* KILN_PLAN_* bits; 0: runs on the CPU (host) */
     int32_t compute;     /* kiln_dtype of float math: FLOAT or FLOAT16 */
     int32_t tactic;      /* index into the op's tactics, chosen by timing */
     float tactic_ms;     /* its measured time at the opt shapes, 0 if not timed */
@@ -98,7 +102,7 @@ struct kiln_engine {
 bool kiln__fp16_needs_fp32(const kiln_node *nd, const kiln_value *const *in, const kiln_value *out, char *why, size_t n);
 /* fp16 builds: layers that keep fp32 for accuracy (long residual chains, the image skip), marked
  * in keep[net->n_nodes] on the network before the passes (precision.c); -1 when out of memory. */
-int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip);
+int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip, int *n_first);
 
 /* fp16 form of conv weights: groups of `taps` values each rounded to fp16 neighbours so that
  * each group's sum stays within one ulp (fp16_round.c); dst gets the fp16 values as floats. */

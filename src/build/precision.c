@@ -100,9 +100,19 @@ bool kiln__fp16_needs_fp32(const kiln_node *nd, const kiln_value *const *in, con
  *     (SRVGGNetCompact's upsampled input, EDVR's upsampled centre frame). In fp16 the
  *     input image itself would be rounded into the output; these tensors have few
  *     channels, so fp32 costs little.
+ *   - the input image's first conv: a stride-1 Conv of at most 3x3 reading a graph input
+ *     (through such ops) with at most IMAGE_CHANNELS input channels: its weights and the
+ *     image stay fp32 (its FLOPs are a few percent of a 64-channel layer's; a
+ *     classifier's 7x7 stride-2 stem is left alone: costlier, and its error is averaged
+ *     away by the pooling after it). Errors of the first
+ *     layers grow the most through an SR network (emulated: realesr-general-x4v3
+ *     9.7e-4 -> 9.5e-4 with this one layer in fp32).
+ * The builder gives these layers fp32 math without TF32 (TF32 rounds the operands as
+ * fp16 storage does).
  * keep[] (net->n_nodes) gets the marks; the counts say which rule marked how many.
  */
 #define RESIDUAL_CHAIN_MIN 16
+#define IMAGE_CHANNELS 4
 
 static bool float_tensor(const kiln_network *net, int t)
 {
@@ -159,10 +169,24 @@ static bool moves_only(const kiln_node *n)
     return false;
 }
 
-int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip)
+/* Whether tensor t is a graph input taken through moving ops only; path gets those ops. */
+static bool from_graph_input(const kiln_network *net, const int *prod, int t, int *path, int *steps)
+{
+    *steps = 0;
+    while (t >= 0 && *steps < 32) {
+        if (net->tensors[t].kind == KILN_TENSOR_INPUT) return is_float(net->tensors[t].v.dtype);
+        int p = prod[t];
+        if (p < 0 || !moves_only(&net->nodes[p]) || net->nodes[p].n_in < 1) return false;
+        path[(*steps)++] = p;
+        t = net->nodes[p].in[0];
+    }
+    return false;
+}
+
+int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip, int *n_first)
 {
     int nn = net->n_nodes, nt = net->n_tensors;
-    *n_chain = *n_skip = 0;
+    *n_chain = *n_skip = *n_first = 0;
     memset(keep, 0, sizeof(bool) * (size_t)nn);
     int *prod = kiln__calloc((size_t)nt + 1, sizeof(int));
     int *pred = kiln__calloc(2 * (size_t)nn + 2, sizeof(int)); /* per Add: up to 2 chain predecessors */
@@ -237,24 +261,26 @@ int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int 
             }
         }
     }
-    /* the image skip: walk each Add/Sub input back through moving ops to a graph input */
+    /* the image skip: walk each Add/Sub input back through moving ops to a graph input;
+     * the first conv: a few-channel Conv reading the image */
     for (int i = 0; i < nn; i++) {
         const kiln_node *n = &net->nodes[i];
+        int path[32], steps = 0;
+        if (is_op(n, "Conv") && n->n_in >= 2 && n->n_out == 1 && n->in[1] >= 0 &&
+            from_graph_input(net, prod, n->in[0], path, &steps)) {
+            const kiln_shape *ws = &net->tensors[n->in[1]].v.shape;
+            bool small = ws->rank >= 3 && kiln__dim_is_const(ws->d[1]) && ws->d[1].add <= IMAGE_CHANNELS;
+            for (int d = 2; small && d < ws->rank; d++) small = kiln__dim_is_const(ws->d[d]) && ws->d[d].add <= 3;
+            const kiln_attr *st = kiln__node_attr(n, "strides");
+            for (int64_t k = 0; small && st && st->type == KILN_ATTR_INTS && k < st->n; k++) small = st->ints[k] == 1;
+            if (small) {
+                if (!keep[i]) (*n_first)++;
+                keep[i] = true;
+            }
+        }
         if (!(is_op(n, "Add") || is_op(n, "Sub")) || n->n_in != 2 || n->n_out != 1) continue;
         for (int j = 0; j < 2; j++) {
-            int t = n->in[j], steps = 0, path[32];
-            bool from_input = false;
-            while (t >= 0 && steps < 32) {
-                if (net->tensors[t].kind == KILN_TENSOR_INPUT) {
-                    from_input = is_float(net->tensors[t].v.dtype);
-                    break;
-                }
-                int p = prod[t];
-                if (p < 0 || !moves_only(&net->nodes[p]) || net->nodes[p].n_in < 1) break;
-                path[steps++] = p;
-                t = net->nodes[p].in[0];
-            }
-            if (!from_input) continue;
+            if (!from_graph_input(net, prod, n->in[j], path, &steps)) continue;
             if (!keep[i]) (*n_skip)++;
             keep[i] = true;
             for (int k = 0; k < steps; k++) {

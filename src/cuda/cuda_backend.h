@@ -30,6 +30,8 @@ typedef struct kiln_cuda_launch {
     void *state;                   /* from prepare, or NULL */
     int tactic;                    /* chosen by the builder, 0 when the op has one */
     const kiln_cuda_exec *ex;
+    bool strict_fp32;              /* fp32 math without TF32 for this layer, whatever the
+                                      engine's precision (the builder's accuracy rules) */
 } kiln_cuda_launch;
 
 typedef struct kiln_cuda_op {

@@ -651,7 +651,7 @@ static kiln_status make_plan(const kiln_cuda_launch *l, const conv_state *st, co
     p->nd = r == 3 ? 4 : r;
     p->ns = p->nd - 2;
     p->dt = dt;
-    p->strict = dt == KILN_DT_FLOAT && l->ex->precision == KILN_PREC_FP32;
+    p->strict = dt == KILN_DT_FLOAT && (l->ex->precision == KILN_PREC_FP32 || l->strict_fp32);
     view_nd(X, p->nd, &p->x);
     view_nd(W, p->nd, &p->w);
     view_nd(Y, p->nd, &p->y);

@@ -697,7 +697,8 @@ kiln_status kiln__context_resolve(kiln_context *ctx, kiln_err *err)
         const kiln_value *host[64];
         kiln__context_step_tensors(ctx, st, din, dout, host);
         kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout,
-                              .state = eng->state ? eng->state[st->node] : NULL, .tactic = eng->plan[st->node].tactic, .ex = &ctx->ex};
+                              .state = eng->state ? eng->state[st->node] : NULL, .tactic = eng->plan[st->node].tactic, .ex = &ctx->ex,
+                              .strict_fp32 = (eng->plan[st->node].on_gpu & KILN_PLAN_STRICT_FP32) != 0};
         st->workspace = op->workspace(&l);
         if (st->workspace > ws) ws = st->workspace;
     }
@@ -779,7 +780,8 @@ static kiln_status run_step(kiln_context *ctx, kiln_step *st, void *stream, kiln
     const kiln_value *host[64];
     kiln__context_step_tensors(ctx, st, din, dout, host);
     kiln_cuda_launch l = {.node = nd, .params = nd->params, .in = din, .host = host, .out = dout,
-                          .state = ctx->eng->state ? ctx->eng->state[st->node] : NULL, .tactic = ctx->eng->plan[st->node].tactic, .ex = &ctx->ex};
+                          .state = ctx->eng->state ? ctx->eng->state[st->node] : NULL, .tactic = ctx->eng->plan[st->node].tactic, .ex = &ctx->ex,
+                          .strict_fp32 = (ctx->eng->plan[st->node].on_gpu & KILN_PLAN_STRICT_FP32) != 0};
     return op->launch(&l, err);
 }
 

@@ -212,6 +212,7 @@ kiln_status kiln_engine_describe(const kiln_engine *eng, char **text)
         P("  %-40s %-16s %-4s %-8s tactic %d", nd->name, nd->op_type, pl->on_gpu ? "gpu" : "cpu",
           pl->compute == KILN_DT_FLOAT16 ? "fp16" : "fp32", pl->tactic);
         if (pl->tactic_ms > 0) P(" (%.4f ms)", pl->tactic_ms);
+        if (pl->on_gpu & KILN_PLAN_STRICT_FP32) P("  strict fp32 (no TF32)");
         if (f && f->type == KILN_ATTR_STRING && f->s[0]) P("  fuses %s", f->s);
         /* plugins (issue 4): the plugin a node needs (recorded in the engine file) */
         const kiln_plugin_class *pc = kiln__plugin_schema_class(nd->schema);

@@ -5,7 +5,8 @@
  * and which layers an fp16 build keeps fp32 for accuracy (src/build/precision.c):
  * a long ESRGAN-style residual chain (x + 0.2 * branch, and the block-level
  * x + 0.2 * chain) is kept whole, a short one and a ResNet-style chain broken by
- * Relu are not, the input-image skip through Slice + Resize is kept.
+ * Relu are not, the input-image skip through Slice + Resize is kept, and so is the
+ * 3-channel conv reading the image (not the conv after it).
  */
 #include "build/engine.h"
 #include "test_main.h"
@@ -153,8 +154,8 @@ static void test_keep_chains(void)
         int n = v == 1 ? 10 : 20;
         kiln_network *net = chain_net(n, v == 2);
         bool *keep = calloc((size_t)net->n_nodes + 1, sizeof(bool));
-        int nc = -1, ns = -1;
-        CHECK(kiln__fp16_keep_fp32(net, keep, &nc, &ns) == 0);
+        int nc = -1, ns = -1, nf = -1;
+        CHECK(kiln__fp16_keep_fp32(net, keep, &nc, &ns, &nf) == 0);
         if (v == 0) { /* 20 steps + the block add (21 Adds) and the block's Mul: all fp32 */
             CHECK(nc == 22);
             CHECK(kept(net, keep, "add0") && kept(net, keep, "add19") && kept(net, keep, "block_add"));
@@ -164,7 +165,7 @@ static void test_keep_chains(void)
             CHECK(nc == 0); /* 11 steps; or broken by Relu */
             CHECK(!kept(net, keep, "add0") && !kept(net, keep, "block_add"));
         }
-        CHECK(ns == 0);
+        CHECK(ns == 0 && nf == 0);
         free(keep);
         kiln_network_free(net);
     }
@@ -187,16 +188,29 @@ static void test_keep_skip(void)
     CHECK(kiln_network_add_constant(net, "scales", KILN_DT_FLOAT, 1, &four, sc, sizeof sc) == KILN_OK);
     const char *rs_in[3] = {"xs", "", "scales"}, *rs_out = "up";
     CHECK(kiln_network_add_node(net, "resize", "Resize", "", 3, rs_in, 1, &rs_out, 0, NULL) == KILN_OK);
+    /* the image's first conv (3 input channels) and a conv of computed features (not kept) */
+    float wv[2 * 3 * 3 * 3], w2v[2 * 2 * 1 * 1];
+    for (int i = 0; i < 54; i++) wv[i] = urand() - 0.5f;
+    for (int i = 0; i < 4; i++) w2v[i] = urand() - 0.5f;
+    int64_t wd[4] = {2, 3, 3, 3}, w2d[4] = {2, 2, 1, 1}, pads[4] = {1, 1, 1, 1};
+    CHECK(kiln_network_add_constant(net, "w", KILN_DT_FLOAT, 4, wd, wv, sizeof wv) == KILN_OK);
+    CHECK(kiln_network_add_constant(net, "w2", KILN_DT_FLOAT, 4, w2d, w2v, sizeof w2v) == KILN_OK);
+    kiln_attr_value pa = {.name = "pads", .type = KILN_ATTR_INTS, .ints = pads, .n = 4};
+    const char *c_in[2] = {"xs", "w"}, *c_out = "f", *c2_in[2] = {"f", "w2"}, *c2_out = "f2";
+    CHECK(kiln_network_add_node(net, "first_conv", "Conv", "", 2, c_in, 1, &c_out, 1, &pa) == KILN_OK);
+    CHECK(kiln_network_add_node(net, "second_conv", "Conv", "", 2, c2_in, 1, &c2_out, 0, NULL) == KILN_OK);
+    CHECK(kiln_network_mark_output(net, "f2") == KILN_OK);
     node(net, "branch", "Sigmoid", 1, "up", NULL, "b");
     node(net, "tanh", "Tanh", 1, "b", NULL, "c");
     node(net, "skip_add", "Add", 2, "c", "up", "out");
     CHECK(kiln_network_mark_output(net, "out") == KILN_OK);
     CHECK(kiln_network_infer_shapes(net) == KILN_OK);
     bool keep[16] = {0};
-    int nc = -1, ns = -1;
-    CHECK(net->n_nodes < 16 && kiln__fp16_keep_fp32(net, keep, &nc, &ns) == 0);
-    CHECK(nc == 0 && ns == 3);
+    int nc = -1, ns = -1, nf = -1;
+    CHECK(net->n_nodes < 16 && kiln__fp16_keep_fp32(net, keep, &nc, &ns, &nf) == 0);
+    CHECK(nc == 0 && ns == 3 && nf == 1);
     CHECK(kept(net, keep, "skip_add") && kept(net, keep, "resize") && kept(net, keep, "slice"));
+    CHECK(kept(net, keep, "first_conv") && !kept(net, keep, "second_conv"));
     CHECK(!kept(net, keep, "branch") && !kept(net, keep, "tanh"));
     kiln_network_free(net);
 }
