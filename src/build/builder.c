@@ -188,12 +188,15 @@ static void cache_free(timing_cache *c)
     free(c->e);
 }
 
-/* Layer signature: op, attributes, input/output dims, dtypes, layout, tactic count, GPU and library versions. */
+/* Layer signature: op, attributes, input/output dims, dtypes, layout, engine precision, tactic count, GPU and
+ * library versions (and "|strict" for a layer the builder keeps in fp32 without TF32). */
 static void layer_key(const kiln_engine *eng, const kiln_context *ctx, const kiln_step *st, int n_tactics, char *buf, size_t len)
 {
     const kiln_node *nd = &eng->net->nodes[st->node];
-    size_t pos = (size_t)snprintf(buf, len, "%s|cc%d%d|cudnn%d|cublas%d|%s/%s|t%d|", eng->gpu.name, eng->gpu.cc_major,
-                                  eng->gpu.cc_minor, eng->gpu.cudnn_version, eng->gpu.cublas_version, nd->domain, nd->op_type, n_tactics);
+    /* the engine's precision too: an fp32 (no TF32) build's tactic list differs from a tf32 one's */
+    size_t pos = (size_t)snprintf(buf, len, "%s|cc%d%d|cudnn%d|cublas%d|p%d|%s/%s|t%d|", eng->gpu.name, eng->gpu.cc_major,
+                                  eng->gpu.cc_minor, eng->gpu.cudnn_version, eng->gpu.cublas_version, (int)eng->hdr.precision,
+                                  nd->domain, nd->op_type, n_tactics);
     for (int a = 0; a < nd->n_attrs && pos < len; a++) {
         const kiln_attr *at = &nd->attrs[a];
         if (!strcmp(at->name, "fused_nodes")) continue;
