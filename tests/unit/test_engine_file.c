@@ -245,7 +245,7 @@ static void pack_cases(const char *shared, const char *tmp)
     snprintf(eng.hdr.kiln_version, sizeof eng.hdr.kiln_version, "0.1.0");
     kiln_err err = {{0}};
     CHECK(kiln__weights_pack(&eng, &err) == KILN_OK);
-    int convs = 0, checked = 0;
+    int convs = 0, checked = 0, flipped = 0;
     for (int i = 0; i < net->n_nodes; i++) {
         const kiln_node *nd = &net->nodes[i];
         if (strcmp(nd->op_type, "Conv")) continue;
@@ -255,11 +255,29 @@ static void pack_cases(const char *shared, const char *tmp)
         int k = kiln__wform_find(&eng, w, KILN_DT_FLOAT16, KILN_LAYOUT_NHWC, KILN_WFORM_COPY);
         CHECK(k >= 0 && eng.w.no_host[w] && net->tensors[w].v.data == NULL);
         if (k < 0) continue;
-        uint16_t *want = calloc((size_t)kiln__value_numel(ow) + 1, 2);
-        to_f16_nhwc(ow, want);
-        CHECK(eng.w.forms[k].nbytes == (uint64_t)kiln__value_numel(ow) * 2 && eng.w.forms[k].offset % KILN_WBLOB_ALIGN == 0);
+        /* filters are rounded so that each k x k filter keeps its sum (fp16_round.c): the blob
+         * holds exactly that, NHWC, within one ulp of plain rounding everywhere */
+        int64_t nw = kiln__value_numel(ow), taps = ow->shape.d[2].add * ow->shape.d[3].add;
+        uint16_t *want = calloc((size_t)nw + 1, 2), *plain = calloc((size_t)nw + 1, 2);
+        float *kept = calloc((size_t)nw + 1, sizeof(float));
+        kiln__f16_round_groups(ow->data, kept, nw / taps, taps);
+        kiln_value kv = *ow;
+        kv.data = kept;
+        to_f16_nhwc(&kv, want);
+        to_f16_nhwc(ow, plain);
+        CHECK(eng.w.forms[k].nbytes == (uint64_t)nw * 2 && eng.w.forms[k].offset % KILN_WBLOB_ALIGN == 0);
         CHECK(!memcmp(eng.w.blob + eng.w.forms[k].offset, want, (size_t)eng.w.forms[k].nbytes));
+        for (int64_t e = 0; e < nw; e++) {
+            int d = (int)(want[e] & 0x7fff) - (int)(plain[e] & 0x7fff);
+            if (d < -1 || d > 1 || ((want[e] ^ plain[e]) & 0x8000 && (want[e] & 0x7fff) && (plain[e] & 0x7fff))) {
+                CHECK(!"a filter value moved more than one ulp from nearest");
+                break;
+            }
+            if (want[e] != plain[e]) flipped++;
+        }
         free(want);
+        free(plain);
+        free(kept);
         kiln_cuda_tensor t;
         kiln__wform_view(&eng, k, &t);
         CHECK(t.dtype == KILN_DT_FLOAT16 && t.rank == 4 && t.strides[1] == 1 && t.strides[3] == t.dims[1] && t.ptr == NULL);
@@ -272,6 +290,7 @@ static void pack_cases(const char *shared, const char *tmp)
         checked++;
     }
     CHECK(convs > 0 && checked == convs);
+    CHECK(flipped > 0); /* the sum-keeping rounding did move some values off nearest */
     /* constants of non-conv readers (here: none of the fixture's other ops prepare) keep their originals */
     for (int t = 0; t < net->n_tensors; t++)
         if (net->tensors[t].kind == KILN_TENSOR_CONSTANT && !eng.w.no_host[t]) CHECK(net->tensors[t].v.data != NULL || net->tensors[t].v.nbytes == 0);
