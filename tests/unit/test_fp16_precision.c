@@ -8,8 +8,10 @@
  * Relu are not, the input-image skip through Slice + Resize is kept, and so is the
  * 3-channel conv reading the image (not the conv after it).
  */
+#define _DEFAULT_SOURCE /* DT_DIR */
 #include "build/engine.h"
 #include "test_main.h"
+#include <dirent.h>
 #include <math.h>
 #include <string.h>
 
@@ -215,8 +217,50 @@ static void test_keep_skip(void)
     kiln_network_free(net);
 }
 
-int main(void)
+/* The rule over every model under dir (ONNX node tests, fixtures): no crash, no leak (ASan),
+ * marks only within the node count. Models that fail to load or type are skipped, as the
+ * builder skips the rule for them. */
+static int walk_models(const char *dir, int *rule_runs, int *marked)
 {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        size_t l = strlen(e->d_name);
+        if (l > 5 && !strcmp(e->d_name + l - 5, ".onnx")) {
+            kiln_network *net = NULL;
+            n++;
+            if (kiln_onnx_parse(p, NULL, &net) == KILN_OK && kiln_network_infer_shapes(net) == KILN_OK) {
+                bool *keep = calloc((size_t)net->n_nodes + 1, sizeof(bool));
+                int nc, ns, nf;
+                CHECK(keep && kiln__fp16_keep_fp32(net, keep, &nc, &ns, &nf) == 0);
+                CHECK(nc >= 0 && ns >= 0 && nf >= 0 && nc + ns + nf <= net->n_nodes);
+                (*rule_runs)++;
+                *marked += nc + ns + nf;
+                free(keep);
+            }
+            kiln_network_free(net);
+        } else if (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) {
+            n += walk_models(p, rule_runs, marked);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) { /* kiln_test_fp16_precision DIR...: the layer rule over real models */
+        int models = 0, runs = 0, marked = 0;
+        for (int i = 1; i < argc; i++) models += walk_models(argv[i], &runs, &marked);
+        printf("fp16 keep-fp32 rule over %d models (%d typed): %d nodes marked\n", models, runs, marked);
+        CHECK(runs > 0);
+        return TEST_SUMMARY("unit_fp16_precision_models");
+    }
     printf("filter rounding that keeps sums:\n");
     test_round_random(9, 0.05f);
     test_round_random(9, 3.0f);
