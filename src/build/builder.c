@@ -16,7 +16,7 @@
 typedef struct layer_pin {
     char name[256];
     kiln_precision p;
-    bool automatic; /* the builder's own (precision.c's accuracy rules), not the caller's */
+    bool automatic; /* the builder's own (fp16_keep.c's accuracy rules), not the caller's */
 } layer_pin;
 
 struct kiln_builder_config {
@@ -463,7 +463,7 @@ static kiln_status build(const kiln_network *src, const kiln_builder_config *cfg
             else static_shapes = false;
         }
     }
-    /* fp16: layers kept fp32 for accuracy (precision.c) become pins the caller did not give;
+    /* fp16: layers kept fp32 for accuracy (fp16_keep.c) become pins the caller did not give;
      * the caller's pins win. KILN_FP16_PLAIN=1 skips the rule (A/B). */
     kiln_builder_config with_auto;
     layer_pin *all_pins = NULL;

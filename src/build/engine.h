@@ -14,7 +14,7 @@
 
 /* kiln_layer_plan.on_gpu bits (0: the layer runs on the CPU) */
 #define KILN_PLAN_GPU 1
-#define KILN_PLAN_STRICT_FP32 2 /* fp32 math without TF32 (precision.c's accuracy rules) */
+#define KILN_PLAN_STRICT_FP32 2 /* fp32 math without TF32 (fp16_keep.c's accuracy rules) */
 
 typedef struct kiln_layer_plan {
     int32_t on_gpu;      /* KILN_PLAN_* bits; 0: runs on the CPU (host) */
@@ -101,7 +101,7 @@ struct kiln_engine {
 /* fp16 builds: whether a layer keeps fp32 for range (precision.c); why says which rule. */
 bool kiln__fp16_needs_fp32(const kiln_node *nd, const kiln_value *const *in, const kiln_value *out, char *why, size_t n);
 /* fp16 builds: layers that keep fp32 for accuracy (long residual chains, the image skip), marked
- * in keep[net->n_nodes] on the network before the passes (precision.c); -1 when out of memory. */
+ * in keep[net->n_nodes] on the network before the passes (fp16_keep.c); -1 when out of memory. */
 int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int *n_skip, int *n_first);
 
 /* fp16 form of conv weights: groups of `taps` values each rounded to fp16 neighbours so that

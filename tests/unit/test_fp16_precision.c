@@ -2,7 +2,7 @@
  * fp16 accuracy at build time, no GPU: the filter rounding that keeps each k x k
  * filter's sum (src/build/fp16_round.c) on random filters of odd sizes, tiny and
  * huge values, exact values, inf/NaN and the plain cases (1 tap, too many taps);
- * and which layers an fp16 build keeps fp32 for accuracy (src/build/precision.c):
+ * and which layers an fp16 build keeps fp32 for accuracy (src/build/fp16_keep.c):
  * a long ESRGAN-style residual chain (x + 0.2 * branch, and the block-level
  * x + 0.2 * chain) is kept whole, a short one and a ResNet-style chain broken by
  * Relu are not, the input-image skip through Slice + Resize is kept, and so is the
