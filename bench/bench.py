@@ -855,6 +855,16 @@ def stage_compile(names, args, R, log, budget):
 
 # --- environment and tables -------------------------------------------------------------------------
 
+def device_commit():
+    """The commit the carried binaries were built from (.device/COMMIT, written by
+    bench/prepare-device.sh); the device's own .git may be older than the carried tree."""
+    try:
+        with open(os.path.join(ROOT, ".device", "COMMIT")) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def git_commit():
     """The checkout's commit from .git files (no git command); None when there is no .git."""
     try:
@@ -891,7 +901,7 @@ def env_info(args):
     d = dict(date_utc=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              host=platform.node(), python=sys.version.split()[0],
              command="python3 " + " ".join(shlex.quote(a) for a in sys.argv),
-             commit=args.commit or os.environ.get("KILN_COMMIT") or git_commit() or "unknown")
+             commit=args.commit or os.environ.get("KILN_COMMIT") or device_commit() or git_commit() or "unknown")
     try:
         import torch
 
@@ -1070,7 +1080,8 @@ def parse_args(argv):
     ap.add_argument("--compare-timeout", type=int, default=120, help="seconds per kiln compare")
     ap.add_argument("--workdir", default=None, help="ONNX, engines, .npy (default /tmp/kiln-bench)")
     ap.add_argument("--out", default=None, help="logs and results (default $OUT, else bench-out)")
-    ap.add_argument("--commit", default=None, help="commit to record (default: $KILN_COMMIT or .git/HEAD)")
+    ap.add_argument("--commit", default=None,
+                    help="commit to record (default: $KILN_COMMIT, .device/COMMIT, or .git/HEAD)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ort-check", choices=("auto", "all", "none"), default="auto",
                     help="run each ONNX on onnxruntime's CPU provider too (the export's own error floor); "

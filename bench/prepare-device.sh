@@ -7,6 +7,9 @@ SHARED="${KILN_SHARED_DIR:-$(pwd)/../shared}"
 cmake -S . -B build-device -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_STATIC_DEPS=OFF -DKILN_SHARED_LIB=ON -DKILN_CUDA_PTX=OFF -DKILN_WERROR=OFF -DKILN_SHARED_DIR="$SHARED" >/dev/null
 cmake --build build-device -j"$(nproc)" >/dev/null
 rm -rf .device && mkdir -p .device/bin .device/shared/onnx-tests/node .device/shared/onnx-tests
+# the commit the binaries come from (bench.py records it; "+dirty" when the tree had changes)
+{ git rev-parse --short HEAD 2>/dev/null || echo unknown; } | tr -d '\n' > .device/COMMIT
+git diff --quiet HEAD 2>/dev/null || printf '+dirty' >> .device/COMMIT
 cp build-device/libkiln.so build-device/kiln build-device/tests/kiln_gpu_ops_test build-device/tests/kiln_engine_test build-device/tests/kiln_conformance build-device/tests/kiln_deform_conv_test \
    .device/bin/
 cp build-device/tests/kiln_weights_test .device/bin/ # weights in run-time form (issue 3, owner: wts)
