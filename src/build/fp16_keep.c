@@ -26,17 +26,16 @@
  * keep[] (net->n_nodes) gets the marks; the counts say which rule marked how many.
  */
 #include "engine.h"
+#include "../ir/ops_util.h" /* kiln__dtype_is_float */
 #include <stdlib.h>
 #include <string.h>
-
-static bool is_float(kiln_dtype t) { return t == KILN_DT_FLOAT || t == KILN_DT_FLOAT16 || t == KILN_DT_DOUBLE || t == KILN_DT_BFLOAT16; }
 
 #define RESIDUAL_CHAIN_MIN 16
 #define IMAGE_CHANNELS 4
 
 static bool float_tensor(const kiln_network *net, int t)
 {
-    return t >= 0 && is_float(net->tensors[t].v.dtype) && net->tensors[t].kind != KILN_TENSOR_CONSTANT;
+    return t >= 0 && kiln__dtype_is_float(net->tensors[t].v.dtype) && net->tensors[t].kind != KILN_TENSOR_CONSTANT;
 }
 
 static bool is_op(const kiln_node *n, const char *op) { return !n->domain[0] && !strcmp(n->op_type, op); }
@@ -94,7 +93,7 @@ static bool from_graph_input(const kiln_network *net, const int *prod, int t, in
 {
     *steps = 0;
     while (t >= 0 && *steps < 32) {
-        if (net->tensors[t].kind == KILN_TENSOR_INPUT) return is_float(net->tensors[t].v.dtype);
+        if (net->tensors[t].kind == KILN_TENSOR_INPUT) return kiln__dtype_is_float(net->tensors[t].v.dtype);
         int p = prod[t];
         if (p < 0 || !moves_only(&net->nodes[p]) || net->nodes[p].n_in < 1) return false;
         path[(*steps)++] = p;
@@ -112,9 +111,10 @@ int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int 
     int *pred = kiln__calloc(2 * (size_t)nn + 2, sizeof(int)); /* per Add: up to 2 chain predecessors */
     int *link = kiln__calloc(2 * (size_t)nn + 2, sizeof(int)); /* the scalar Mul between, or -1 */
     int *depth = kiln__calloc((size_t)nn + 1, sizeof(int)), *height = kiln__calloc((size_t)nn + 1, sizeof(int));
-    int *order = kiln__calloc((size_t)nn + 1, sizeof(int));
+    int *order = NULL;
+    kiln_err terr = {{0}};
     int rc = 0;
-    if (!prod || !pred || !link || !depth || !height || !order) {
+    if (!prod || !pred || !link || !depth || !height) {
         rc = -1;
         goto out;
     }
@@ -140,21 +140,10 @@ int kiln__fp16_keep_fp32(const kiln_network *net, bool *keep, int *n_chain, int 
             }
         }
     }
-    /* longest chain ending at (depth) and starting at (height) each Add, in topological order */
-    int no = 0;
-    {
-        int *indeg = depth; /* reused: in-degree in the chain graph, before depth is computed */
-        for (int i = 0; i < nn; i++)
-            for (int j = 0; j < 2; j++)
-                if (pred[2 * i + j] >= 0) indeg[i]++;
-        for (int i = 0; i < nn; i++)
-            if (!indeg[i]) order[no++] = i;
-        for (int k = 0; k < no; k++) /* Kahn's: successors of order[k] */
-            for (int i = 0; i < nn; i++)
-                for (int j = 0; j < 2; j++)
-                    if (pred[2 * i + j] == order[k] && --indeg[i] == 0) order[no++] = i;
-    }
-    if (no != nn) goto out; /* a cycle cannot happen in a valid graph; mark nothing */
+    /* longest chain ending at (depth) and starting at (height) each Add, in node order: a
+     * chain predecessor is an ancestor. A graph that does not sort marks nothing (the passes
+     * report what is wrong with it). */
+    if (kiln__net_toposort(net, &order, &terr)) goto out;
     for (int k = 0; k < nn; k++) {
         int i = order[k];
         depth[i] = residual_add(net, prod, &net->nodes[i]) ? 1 : 0;
