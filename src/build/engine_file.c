@@ -620,6 +620,9 @@ kiln_status kiln__engine_file_read_w(const char *path, kiln_engine_header *h, ki
         }
         if (!r.bad && (!ins || !outs || !av || !ht || !name || !op || !dom)) r.bad = true;
         if (!r.bad && (pl.tactic < 0 || (pl.compute != KILN_DT_FLOAT && pl.compute != KILN_DT_FLOAT16))) r.bad = true;
+        /* on_gpu: 0, KILN_PLAN_GPU, or KILN_PLAN_GPU | KILN_PLAN_STRICT_FP32 */
+        if (!r.bad && pl.on_gpu != 0 && pl.on_gpu != KILN_PLAN_GPU && pl.on_gpu != (KILN_PLAN_GPU | KILN_PLAN_STRICT_FP32))
+            r.bad = true;
         if (!r.bad && !s) {
             int64_t saved = net->opset;
             net->opset = nopset;

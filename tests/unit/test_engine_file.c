@@ -332,7 +332,9 @@ int main(int argc, char **argv)
         return 1;
     }
     kiln_layer_plan *plan = calloc((size_t)net->n_nodes, sizeof *plan);
-    for (int i = 0; i < net->n_nodes; i++) plan[i] = (kiln_layer_plan){.on_gpu = i % 2, .compute = KILN_DT_FLOAT16, .tactic = i % 3, .tactic_ms = 0.5f};
+    for (int i = 0; i < net->n_nodes; i++)
+        plan[i] = (kiln_layer_plan){.on_gpu = i % 3 == 2 ? KILN_PLAN_GPU | KILN_PLAN_STRICT_FP32 : i % 2,
+                                    .compute = KILN_DT_FLOAT16, .tactic = i % 3, .tactic_ms = 0.5f};
     kiln_engine_header h = {.format_version = KILN_ENGINE_FORMAT_VERSION, .cc_major = 9, .cc_minor = 0, .cuda_runtime = 13000,
                             .cudnn = 91400, .cublas = 130000, .precision = KILN_PREC_FP16, .layout = KILN_LAYOUT_NHWC};
     snprintf(h.kiln_version, sizeof h.kiln_version, "0.1.0");
@@ -372,6 +374,15 @@ int main(int argc, char **argv)
         char *text = NULL;
         CHECK(kiln_engine_describe_file(path, &text) == KILN_OK && text && strstr(text, "NVIDIA H200"));
         free(text);
+    }
+    /* a layer plan with bits the format does not have (strict without GPU, unknown bits) */
+    for (int v = 0; v < 2; v++) {
+        int32_t keep0 = plan[0].on_gpu;
+        plan[0].on_gpu = v ? 8 | KILN_PLAN_GPU : KILN_PLAN_STRICT_FP32;
+        snprintf(bad, sizeof bad, "%s/engine_file_bad_plan.kiln", argv[2]);
+        CHECK(kiln__engine_file_write(bad, &h, net, plan, &prof, 1, &err) == KILN_OK);
+        expect_damaged(bad, "damaged");
+        plan[0].on_gpu = keep0;
     }
     kiln_network_free(net2);
     free(plan2);
