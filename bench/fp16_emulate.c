@@ -191,6 +191,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kiln_fp16_emulate MODEL.onnx HxW FLAGS (see the comment at the top of bench/fp16_emulate.c)\n");
         return 2;
     }
+    if (argv[3][strspn(argv[3], "wsbaijopq-")] || !argv[3][0]) {
+        fprintf(stderr, "kiln_fp16_emulate: FLAGS '%s': letters of wsbaijopq (or -) only\n", argv[3]);
+        return 2;
+    }
     kiln_network *ref_net = NULL, *net = NULL;
     if (kiln_onnx_parse(argv[1], NULL, &ref_net) || kiln_onnx_parse(argv[1], NULL, &net))
         return fprintf(stderr, "kiln_fp16_emulate: %s\n", kiln_last_error()), 1;
