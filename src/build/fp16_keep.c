@@ -4,9 +4,8 @@
  *   - long residual chains: Adds that each add a branch onto the previous Add's result
  *     (directly or through a Mul/Div by a constant scalar, ESRGAN's "x + 0.2 * y"). An
  *     fp16 running sum is rounded at every step, and the error grows along the chain:
- *     RRDBNet-x4plus's 92-step trunk makes most of its fp16 error (fp16 rounding emulated
- *     on the CPU reference: 1.37e-3 with an fp16 trunk, 7.2e-4 with an fp32 one; see
- *     bench/RESULTS.md). Chains of RESIDUAL_CHAIN_MIN steps or more keep fp32, with the
+ *     RRDBNet-x4plus's 92-step trunk makes most of its fp16 error (H200, 1x3x180x320: 1.47e-3
+ *     with an fp16 trunk, 6.6e-4 with an fp32 one; see bench/RESULTS.md). Chains of RESIDUAL_CHAIN_MIN steps or more keep fp32, with the
  *     scalar Muls between them; shorter ones (a ResNet stage, EDVR's residual blocks)
  *     stay fp16, where the error is small and the extra bytes would show.
  *   - the image skip: an Add/Sub that adds a graph input, taken through ops that only
@@ -19,8 +18,8 @@
  *     image stay fp32 (its FLOPs are a few percent of a 64-channel layer's; a
  *     classifier's 7x7 stride-2 stem is left alone: costlier, and its error is averaged
  *     away by the pooling after it). Errors of the first
- *     layers grow the most through an SR network (emulated: realesr-general-x4v3
- *     9.7e-4 -> 9.5e-4 with this one layer in fp32).
+ *     layers grow the most through an SR network (H200: realesr-general-x4v3 1.00e-3 ->
+ *     9.5e-4 with this one layer in fp32).
  * The builder gives these layers fp32 math without TF32 (TF32 rounds the operands as
  * fp16 storage does).
  * keep[] (net->n_nodes) gets the marks; the counts say which rule marked how many.
